@@ -1,0 +1,1 @@
+"""The ``neuralrec`` command-line tool."""

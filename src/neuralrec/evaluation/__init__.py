@@ -1,0 +1,1 @@
+"""Evaluation: rating and ranking metrics on the protocols papers use."""

@@ -1,0 +1,79 @@
+"""Training hyperparameters shared by every trainable model.
+
+A model's config subclasses :class:`TrainConfig` and adds its own fields, so one flat, typed,
+frozen object drives the Python API, ``--set key=value`` on the command line, config files and
+tuning alike.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from neuralrec.training.optim import OPTIMIZERS
+
+#: metrics where smaller is better; every other monitored metric is maximised
+MINIMISED = ("rmse", "mae", "logloss", "loss", "train_loss", "valid_loss")
+
+
+class ModelConfig(BaseModel):
+    """Base of every model config: immutable, unknown keys rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
+
+    seed: int = Field(0, description="seed for initialisation, shuffling, sampling and dropout")
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        """A validated copy with ``changes`` applied."""
+        return type(self).model_validate({**self.model_dump(), **changes})
+
+
+class TrainConfig(ModelConfig):
+    """Mini-batch training options (SPEC section 2)."""
+
+    epochs: int = Field(20, ge=1, description="maximum number of passes over the training data")
+    batch_size: int = Field(1024, ge=1)
+    optimizer: str = Field("adam", description=f"one of {', '.join(OPTIMIZERS)}")
+    lr: float = Field(1e-3, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1, description="for optimizer=momentum")
+    weight_decay: float = Field(
+        0.0, ge=0, description="decoupled for adamw, L2 gradient otherwise; skips biases"
+    )
+    decay_biases: bool = False
+    grad_clip: float | None = Field(None, gt=0, description="clip the global gradient norm")
+    lr_schedule: Literal["constant", "step", "exponential", "cosine", "plateau"] = "constant"
+    lr_step: int = Field(10, ge=1, description="epochs between decays for lr_schedule=step")
+    lr_gamma: float = Field(
+        0.5, gt=0, le=1, description="decay factor for step/exponential/plateau"
+    )
+    early_stopping: bool = Field(
+        True, description="stop when the monitored validation metric stalls"
+    )
+    monitor: str = Field(
+        "rmse", description="validation metric for early stopping (rmse, ndcg@10, ...)"
+    )
+    patience: int = Field(5, ge=1)
+    min_delta: float = Field(0.0, ge=0)
+    tol: float | None = Field(None, gt=0, description="stop when ||w_k+1 - w_k|| / ||w_k|| <= tol")
+    threads: int | None = Field(
+        None, ge=1, description="torch intra-op threads (default: all cores)"
+    )
+    device: str = Field("cpu", description="cpu, cuda, cuda:N or auto")
+
+    @field_validator("optimizer")
+    @classmethod
+    def _known_optimizer(cls, v: str) -> str:
+        if v not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {v!r}; use one of {', '.join(OPTIMIZERS)}")
+        return v
+
+    @field_validator("monitor")
+    @classmethod
+    def _lower(cls, v: str) -> str:
+        return v.lower()
+
+    @property
+    def monitor_mode(self) -> Literal["min", "max"]:
+        """Whether the monitored metric improves downwards or upwards."""
+        return "min" if self.monitor.split("@")[0] in MINIMISED else "max"

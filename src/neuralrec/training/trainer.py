@@ -1,0 +1,354 @@
+"""The one training loop every neural model shares.
+
+A model hands the trainer its ``nn.Module``, a :class:`~neuralrec.training.batches.BatchSource`,
+a loss function and (optionally) a validation function; the trainer owns the optimizers,
+schedules, early stopping, convergence stop, per-epoch history, checkpoints and resume.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from neuralrec.errors import NeuralrecError
+from neuralrec.training.batches import Batch, BatchSource
+from neuralrec.training.checkpoint import load_checkpoint, save_checkpoint
+from neuralrec.training.config import TrainConfig
+from neuralrec.training.optim import clip_gradients, make_optimizers
+from neuralrec.training.progress import TrainingProgress
+from neuralrec.utils.seeding import set_threads
+
+LossFn = Callable[[Batch], torch.Tensor]
+ValidateFn = Callable[[], Mapping[str, float]]
+CHECKPOINT_NAME = "checkpoint.safetensors"
+
+
+class TrainingDiverged(NeuralrecError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class DistContext:
+    """Where this process sits in a torch.distributed job (rank 0 of 1 when not distributed)."""
+
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def all_reduce_mean(self, value: float) -> float:
+        if self.world_size == 1:
+            return value
+        t = torch.tensor([value], dtype=torch.float64)
+        torch.distributed.all_reduce(t)
+        return float(t.item()) / self.world_size
+
+    def broadcast_flag(self, flag: bool) -> bool:
+        if self.world_size == 1:
+            return flag
+        t = torch.tensor([1 if flag else 0], dtype=torch.int64)
+        torch.distributed.broadcast(t, src=0)
+        return bool(t.item())
+
+
+@dataclass
+class _State:
+    epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_score: float | None = None
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    stopped: str = ""
+    finished: bool = False
+
+
+class Trainer:
+    """Mini-batch training with early stopping, checkpoints and resume.
+
+    Early stopping watches ``cfg.monitor`` in the validation metrics (or the training loss when
+    there is no validation data) and restores the best weights at the end.
+    """
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        *,
+        checkpoint_dir: str | Path | None = None,
+        resume: bool = True,
+        quiet: bool = True,
+        description: str = "training",
+        dist: DistContext | None = None,
+        on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.resume = resume
+        self.quiet = quiet
+        self.description = description
+        self.dist = dist or DistContext()
+        self.on_epoch_end = on_epoch_end
+
+    # ------------------------------------------------------------------ public
+    def fit(
+        self,
+        module: nn.Module,
+        batches: BatchSource,
+        loss_fn: LossFn,
+        validate: ValidateFn | None = None,
+        *,
+        train_module: nn.Module | None = None,
+    ) -> list[dict[str, Any]]:
+        """Train ``module`` in place; return the per-epoch history.
+
+        ``train_module`` is what the optimizers see when it differs from ``module`` (a
+        DistributedDataParallel wrapper); weights are always read from ``module``.
+        """
+        cfg = self.cfg
+        set_threads(cfg.threads)
+        optimizers = make_optimizers(
+            train_module or module,
+            cfg.optimizer,
+            cfg.lr,
+            weight_decay=cfg.weight_decay,
+            decay_biases=cfg.decay_biases,
+            momentum=cfg.momentum,
+        )
+        schedulers = [self._scheduler(o) for o in optimizers]
+        state = _State()
+        best_weights: dict[str, torch.Tensor] | None = None
+        ckpt = self._checkpoint_path()
+        fingerprint = self._fingerprint(module)
+        if ckpt is not None and self.resume and ckpt.exists():
+            state, best_weights = self._restore(ckpt, fingerprint, module, optimizers, schedulers)
+        if state.finished:  # the last checkpoint already holds the final (best) weights
+            return state.history
+
+        with TrainingProgress(
+            cfg.epochs, quiet=self.quiet or not self.dist.is_main, description=self.description
+        ) as bar:
+            for epoch in range(state.epoch + 1, cfg.epochs + 1):
+                record, before = self._train_epoch(
+                    module, train_module or module, batches, loss_fn, optimizers, epoch, bar
+                )
+                if validate is not None and self.dist.is_main:
+                    module.eval()
+                    with torch.no_grad():
+                        record.update({k: float(v) for k, v in validate().items()})
+                if before is not None:
+                    record["weight_change"] = _relative_change(before, module)
+                state.epoch = epoch
+                validating = validate is not None and self.dist.is_main
+                improved = self._track(state, record, validating)
+                if improved and self.dist.is_main:
+                    best_weights = {k: v.detach().clone() for k, v in module.state_dict().items()}
+                self._step_schedulers(schedulers, record, validating)
+                stop = self._should_stop(state, record)
+                stop = self.dist.broadcast_flag(stop)
+                state.history.append(record)
+                bar.end_epoch(record)
+                if self.on_epoch_end is not None and self.dist.is_main:
+                    self.on_epoch_end(record)
+                if stop or epoch == cfg.epochs:
+                    state.finished = True
+                    if not state.stopped:
+                        state.stopped = "max_epochs"
+                if state.finished and best_weights is not None and cfg.early_stopping:
+                    module.load_state_dict(best_weights)
+                if ckpt is not None and self.dist.is_main:
+                    self._save(
+                        ckpt, fingerprint, state, module, optimizers, schedulers, best_weights
+                    )
+                if state.finished:
+                    break
+        return state.history
+
+    # ------------------------------------------------------------------ epoch
+    def _train_epoch(
+        self,
+        module: nn.Module,
+        train_module: nn.Module,
+        batches: BatchSource,
+        loss_fn: LossFn,
+        optimizers: list[torch.optim.Optimizer],
+        epoch: int,
+        bar: TrainingProgress,
+    ) -> tuple[dict[str, Any], list[torch.Tensor] | None]:
+        cfg = self.cfg
+        before = [p.detach().clone() for p in module.parameters()] if cfg.tol else None
+        # dropout and any other randomness in the forward pass depend only on (seed, epoch, rank)
+        torch.manual_seed((cfg.seed * 1_000_003 + epoch * 7919 + 104729 * self.dist.rank) % (2**63))
+        train_module.train()
+        start = time.perf_counter()
+        total = torch.zeros((), dtype=torch.float64)
+        steps = 0
+        bar.start_epoch(epoch, batches.num_batches(self.dist.world_size), epoch - 1)
+        for batch in batches.epoch(epoch, cfg.seed, self.dist.rank, self.dist.world_size):
+            for opt in optimizers:
+                opt.zero_grad(set_to_none=True)
+            loss = loss_fn(batch)
+            loss.backward()
+            if cfg.grad_clip:
+                clip_gradients(train_module, cfg.grad_clip)
+            for opt in optimizers:
+                opt.step()
+            total += loss.detach().to("cpu", torch.float64)
+            steps += 1
+            bar.advance_batch()
+        train_loss = self.dist.all_reduce_mean(float(total) / max(steps, 1))
+        if not math.isfinite(train_loss):
+            raise TrainingDiverged(
+                f"training diverged at epoch {epoch}: the loss is {train_loss}; lower lr (now {cfg.lr}) "
+                "or add grad_clip"
+            )
+        record: dict[str, Any] = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "seconds": time.perf_counter() - start,
+            "lr": optimizers[0].param_groups[0]["lr"] if optimizers else cfg.lr,
+        }
+        return record, before
+
+    # ------------------------------------------------------------------ stopping
+    def _monitor(self, record: Mapping[str, Any], validating: bool) -> tuple[str, float, str]:
+        """The monitored metric's name, value in ``record`` and direction."""
+        if not validating:
+            return "train_loss", float(record["train_loss"]), "min"
+        key = self.cfg.monitor
+        if key not in record:
+            known = ", ".join(k for k in record if k not in _BOOKKEEPING)
+            raise NeuralrecError(f"monitor={key!r} is not among the validation metrics ({known})")
+        return key, float(record[key]), self.cfg.monitor_mode
+
+    def _track(self, state: _State, record: dict[str, Any], validating: bool) -> bool:
+        _, value, mode = self._monitor(record, validating)
+        if state.best_score is None:
+            better = True
+        elif mode == "min":
+            better = value < state.best_score - self.cfg.min_delta
+        else:
+            better = value > state.best_score + self.cfg.min_delta
+        if better:
+            state.best_score, state.best_epoch, state.bad_epochs = value, int(record["epoch"]), 0
+        else:
+            state.bad_epochs += 1
+        record["best_epoch"] = state.best_epoch
+        return better
+
+    def _should_stop(self, state: _State, record: dict[str, Any]) -> bool:
+        cfg = self.cfg
+        if cfg.early_stopping and state.bad_epochs >= cfg.patience:
+            state.stopped = f"early stopping (no improvement for {cfg.patience} epochs)"
+            return True
+        if cfg.tol is not None and record.get("weight_change", math.inf) <= cfg.tol:
+            state.stopped = (
+                f"converged (relative weight change {record['weight_change']:.2e} <= {cfg.tol})"
+            )
+            return True
+        return False
+
+    # ------------------------------------------------------------------ schedules
+    def _scheduler(self, opt: torch.optim.Optimizer) -> Any:
+        cfg = self.cfg
+        if cfg.lr_schedule == "step":
+            return torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
+        if cfg.lr_schedule == "exponential":
+            return torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.lr_gamma)
+        if cfg.lr_schedule == "cosine":
+            return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+        if cfg.lr_schedule == "plateau":
+            return torch.optim.lr_scheduler.ReduceLROnPlateau(
+                opt,
+                mode=self.cfg.monitor_mode,
+                factor=cfg.lr_gamma,
+                patience=max(1, cfg.patience // 2),
+            )
+        return None
+
+    def _step_schedulers(
+        self, schedulers: list[Any], record: Mapping[str, Any], validating: bool
+    ) -> None:
+        for sch in schedulers:
+            if sch is None:
+                continue
+            if isinstance(sch, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                sch.step(self._monitor(record, validating)[1])
+            else:
+                sch.step()
+
+    # ------------------------------------------------------------------ checkpoints
+    def _checkpoint_path(self) -> Path | None:
+        return None if self.checkpoint_dir is None else self.checkpoint_dir / CHECKPOINT_NAME
+
+    def _fingerprint(self, module: nn.Module) -> str:
+        shapes = {k: list(v.shape) for k, v in module.state_dict().items()}
+        text = json.dumps([self.cfg.model_dump(mode="json"), shapes], sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def _save(
+        self,
+        path: Path,
+        fingerprint: str,
+        state: _State,
+        module: nn.Module,
+        optimizers: list[torch.optim.Optimizer],
+        schedulers: list[Any],
+        best: dict[str, torch.Tensor] | None,
+    ) -> None:
+        save_checkpoint(
+            path,
+            {
+                "fingerprint": fingerprint,
+                "trainer": {k: v for k, v in vars(state).items()},
+                "model": dict(module.state_dict()),
+                "best": best,
+                "optimizers": [o.state_dict() for o in optimizers],
+                "schedulers": [None if s is None else s.state_dict() for s in schedulers],
+            },
+        )
+
+    def _restore(
+        self,
+        path: Path,
+        fingerprint: str,
+        module: nn.Module,
+        optimizers: list[torch.optim.Optimizer],
+        schedulers: list[Any],
+    ) -> tuple[_State, dict[str, torch.Tensor] | None]:
+        data = load_checkpoint(path)
+        if data.get("fingerprint") != fingerprint:
+            raise NeuralrecError(
+                f"{path}: this checkpoint belongs to a different configuration or model shape; "
+                "remove it or train into another directory"
+            )
+        module.load_state_dict(data["model"])
+        for opt, st in zip(optimizers, data["optimizers"], strict=True):
+            st["state"] = {int(k): v for k, v in st["state"].items()}
+            opt.load_state_dict(st)
+        for sch, st in zip(schedulers, data["schedulers"], strict=True):
+            if sch is not None and st is not None:
+                sch.load_state_dict(st)
+        state = _State(**data["trainer"])
+        return state, data.get("best")
+
+
+_BOOKKEEPING = {"epoch", "train_loss", "seconds", "lr", "weight_change", "best_epoch"}
+
+
+def _relative_change(before: list[torch.Tensor], module: nn.Module) -> float:
+    num = 0.0
+    den = 0.0
+    for old, p in zip(before, module.parameters(), strict=True):
+        num += float((p.detach() - old).double().square().sum())
+        den += float(old.double().square().sum())
+    return math.sqrt(num) / max(math.sqrt(den), 1e-12)

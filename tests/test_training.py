@@ -1,0 +1,177 @@
+"""The shared trainer: optimizers, early stopping, checkpoints and resume."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from neuralrec.models import create
+from neuralrec.models.mf import _FusedMSE
+from neuralrec.training import TrainConfig, Trainer
+from neuralrec.training.batches import TensorBatches
+from neuralrec.training.optim import OPTIMIZERS, RowSparse, make_optimizers
+from neuralrec.training.trainer import TrainingDiverged
+
+
+def test_fused_mse_matches_autograd():
+    g = torch.Generator().manual_seed(0)
+    p, q = (
+        torch.randn(7, 5, generator=g, dtype=torch.float64),
+        torch.randn(7, 5, generator=g, dtype=torch.float64),
+    )
+    a, b = (
+        torch.randn(7, generator=g, dtype=torch.float64),
+        torch.randn(7, generator=g, dtype=torch.float64),
+    )
+    r = torch.randint(1, 6, (7,), generator=g).double()
+    mu, l2, bl2 = 3.5, 0.1, 0.01
+    leaves = [t.clone().requires_grad_() for t in (p, q, a, b)]
+    fused = _FusedMSE.apply(*leaves, r, mu, l2, bl2)
+    fused.backward()
+    ref_leaves = [t.clone().requires_grad_() for t in (p, q, a, b)]
+    pp, qq, aa, bb = ref_leaves
+    err = (pp * qq).sum(1) + aa + bb + mu - r
+    ref = (
+        err.square().sum()
+        + l2 * (pp.square().sum() + qq.square().sum())
+        + bl2 * (aa.square().sum() + bb.square().sum())
+    ) / 7
+    ref.backward()
+    assert fused.item() == pytest.approx(ref.item(), rel=1e-12)
+    for x, y in zip(leaves, ref_leaves, strict=True):
+        torch.testing.assert_close(x.grad, y.grad)
+    assert torch.autograd.gradcheck(
+        lambda *t: _FusedMSE.apply(*t, r, mu, l2, bl2),
+        tuple(t.clone().requires_grad_() for t in (p, q, a, b)),
+    )
+
+
+@pytest.mark.parametrize("kind", ["sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw"])
+def test_row_sparse_matches_torch_on_touched_rows(kind):
+    """With every row touched each step, the lazy sparse update equals the stock dense one."""
+    torch.manual_seed(0)
+    dense = nn.Embedding(4, 3)
+    sparse = nn.Embedding(4, 3, sparse=True)
+    sparse.weight.data.copy_(dense.weight.data)
+    ref = make_optimizers(dense, kind, 0.05, weight_decay=0.01, decay_biases=True)[0]
+    opt = RowSparse(sparse.parameters(), kind, 0.05, weight_decay=0.01)
+    idx = torch.tensor([3, 0, 2, 1, 0])
+    for step in range(4):
+        for emb, o in ((dense, ref), (sparse, opt)):
+            o.zero_grad()
+            (emb(idx) ** 2 * (step + 1)).sum().backward()
+            o.step()
+    torch.testing.assert_close(sparse.weight.data, dense.weight.data, rtol=1e-4, atol=1e-5)
+
+
+def test_row_sparse_leaves_untouched_rows_alone():
+    emb = nn.Embedding(5, 2, sparse=True)
+    before = emb.weight.detach().clone()
+    opt = RowSparse(emb.parameters(), "adam", 0.1, weight_decay=0.1)
+    opt.zero_grad()
+    emb(torch.tensor([1, 3])).sum().backward()
+    opt.step()
+    changed = (emb.weight.detach() != before).any(dim=1).tolist()
+    assert changed == [False, True, False, True, False]
+
+
+def test_unknown_optimizer_is_rejected():
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        TrainConfig(optimizer="lbfgs")
+    assert set(OPTIMIZERS) >= {"sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw"}
+
+
+def _regression_problem(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(256, 4, generator=g)
+    y = x @ torch.tensor([1.0, -2.0, 0.5, 3.0]) + 0.1 * torch.randn(256, generator=g)
+    return x, y
+
+
+def _linear_fit(cfg, tmp_path=None, validate=None, stop_after=None, batch_size=32):
+    x, y = _regression_problem()
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+
+    def loss_fn(batch):
+        xb, yb = batch
+        return (model(xb).squeeze(-1) - yb).square().mean()
+
+    def on_epoch(record):
+        if stop_after is not None and record["epoch"] == stop_after:
+            raise KeyboardInterrupt  # stands in for a kill after the checkpoint of this epoch
+
+    trainer = Trainer(cfg, checkpoint_dir=tmp_path, on_epoch_end=on_epoch)
+    history = trainer.fit(model, TensorBatches([x, y], batch_size=batch_size), loss_fn, validate)
+    return model, history
+
+
+def test_resume_after_kill_gives_identical_result(tmp_path):
+    cfg = TrainConfig(epochs=6, optimizer="adam", lr=0.05, early_stopping=False, seed=3)
+    full, full_hist = _linear_fit(cfg)
+    with pytest.raises(KeyboardInterrupt):
+        _linear_fit(cfg, tmp_path, stop_after=3)
+    # the kill hit after epoch 3's bookkeeping but before its checkpoint: resume redoes epoch 3
+    resumed, hist = _linear_fit(cfg, tmp_path)
+    torch.testing.assert_close(resumed.weight, full.weight, rtol=0, atol=0)
+    assert [h["train_loss"] for h in hist] == [h["train_loss"] for h in full_hist]
+
+
+def test_resume_after_finish_returns_final_model(tmp_path):
+    cfg = TrainConfig(epochs=3, optimizer="sgd", lr=0.01, early_stopping=False)
+    first, _ = _linear_fit(cfg, tmp_path)
+    again, hist = _linear_fit(cfg, tmp_path)
+    assert len(hist) == 3
+    torch.testing.assert_close(again.weight, first.weight, rtol=0, atol=0)
+
+
+def test_checkpoint_of_other_config_is_refused(tmp_path):
+    _linear_fit(TrainConfig(epochs=1, lr=0.01), tmp_path)
+    with pytest.raises(Exception, match="different configuration"):
+        _linear_fit(TrainConfig(epochs=1, lr=0.02), tmp_path)
+
+
+def test_early_stopping_restores_best_weights():
+    scores = iter([0.5, 0.6, 0.55, 0.54, 0.53, 0.52])
+    snapshots = []
+    x, y = _regression_problem()
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+
+    def validate():
+        snapshots.append(model.weight.detach().clone())
+        return {"ndcg@10": next(scores)}
+
+    cfg = TrainConfig(epochs=6, lr=0.01, monitor="ndcg@10", patience=3)
+    hist = Trainer(cfg).fit(
+        model,
+        TensorBatches([x, y], batch_size=64),
+        lambda b: (model(b[0]).squeeze(-1) - b[1]).square().mean(),
+        validate,
+    )
+    assert len(hist) == 5 and hist[-1]["best_epoch"] == 2
+    torch.testing.assert_close(model.weight.detach(), snapshots[1])
+
+
+def test_convergence_stop():
+    cfg = TrainConfig(epochs=200, optimizer="sgd", lr=0.05, early_stopping=False, tol=1e-4)
+    _, hist = _linear_fit(cfg, batch_size=256)  # full batch: no sampling noise
+    assert len(hist) < 200
+    assert hist[-1]["weight_change"] <= 1e-4
+
+
+def test_divergence_is_reported():
+    cfg = TrainConfig(epochs=3, optimizer="sgd", lr=1e6, early_stopping=False)
+    with pytest.raises(TrainingDiverged, match="lower lr"):
+        _linear_fit(cfg)
+
+
+def test_training_is_deterministic(tiny_dataset):
+    data = tiny_dataset.interactions
+    a = create("biased-mf", epochs=3, factors=8, seed=5).fit(data)
+    b = create("biased-mf", epochs=3, factors=8, seed=5).fit(data)
+    np.testing.assert_array_equal(
+        a.predict_idx(data.users, data.items), b.predict_idx(data.users, data.items)
+    )
