@@ -150,11 +150,13 @@ def _assign(data: Interactions, sp: SplitSpec, fv: float, rng: np.random.Generat
     labels = np.zeros(n, dtype=np.int8)
     kind = sp.kind
     if kind == "random":
+        # train = perm[:int((1 - f) * n)], as the Surprise/LensKit anchor protocols cut it, so
+        # random:0.2 with seed 42 reproduces their exact rows; validation is the tail of train
         order = rng.permutation(n)
-        n_test = round(n * float(sp.test_fraction))
-        n_valid = round(n * fv)
-        labels[order[:n_test]] = _TEST
-        labels[order[n_test : n_test + n_valid]] = _VALID
+        n_train = int((1.0 - float(sp.test_fraction)) * n + 1e-9)
+        n_valid = min(round(n * fv), n_train)
+        labels[order[n_train:]] = _TEST
+        labels[order[n_train - n_valid : n_train]] = _VALID
         return labels
     if kind in ("user-random", "user-temporal"):
         key = (
