@@ -11,7 +11,7 @@ from neuralrec.models import create
 from neuralrec.models.mf import _FusedMSE
 from neuralrec.training import TrainConfig, Trainer
 from neuralrec.training.batches import TensorBatches
-from neuralrec.training.optim import OPTIMIZERS, RowSparse, make_optimizers
+from neuralrec.training.optim import OPTIMIZERS, RowSparse
 from neuralrec.training.trainer import TrainingDiverged
 
 
@@ -48,22 +48,33 @@ def test_fused_mse_matches_autograd():
     )
 
 
-@pytest.mark.parametrize("kind", ["sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw"])
-def test_row_sparse_matches_torch_on_touched_rows(kind):
-    """With every row touched each step, the lazy sparse update equals the stock dense one."""
+TORCH_REFERENCE = {
+    "sgd": lambda p: torch.optim.SGD(p, lr=0.05, weight_decay=0.01),
+    "momentum": lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, weight_decay=0.01),
+    "adagrad": lambda p: torch.optim.Adagrad(p, lr=0.05, weight_decay=0.01, eps=1e-10),
+    "rmsprop": lambda p: torch.optim.RMSprop(p, lr=0.05, weight_decay=0.01),
+    "adam": lambda p: torch.optim.Adam(p, lr=0.05, weight_decay=0.01),
+    "adamw": lambda p: torch.optim.AdamW(p, lr=0.05, weight_decay=0.01),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(TORCH_REFERENCE))
+@pytest.mark.parametrize("sparse_grad", [True, False])
+def test_row_sparse_matches_torch_optim(kind, sparse_grad):
+    """Dense gradients, and sparse ones touching every row each step, match torch.optim."""
     torch.manual_seed(0)
     dense = nn.Embedding(4, 3)
-    sparse = nn.Embedding(4, 3, sparse=True)
-    sparse.weight.data.copy_(dense.weight.data)
-    ref = make_optimizers(dense, kind, 0.05, weight_decay=0.01, decay_biases=True)[0]
-    opt = RowSparse(sparse.parameters(), kind, 0.05, weight_decay=0.01)
+    ours = nn.Embedding(4, 3, sparse=sparse_grad)
+    ours.weight.data.copy_(dense.weight.data)
+    ref = TORCH_REFERENCE[kind](dense.parameters())
+    opt = RowSparse(ours.parameters(), kind, 0.05, weight_decay=0.01)
     idx = torch.tensor([3, 0, 2, 1, 0])
     for step in range(4):
-        for emb, o in ((dense, ref), (sparse, opt)):
+        for emb, o in ((dense, ref), (ours, opt)):
             o.zero_grad()
             (emb(idx) ** 2 * (step + 1)).sum().backward()
             o.step()
-    torch.testing.assert_close(sparse.weight.data, dense.weight.data, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(ours.weight.data, dense.weight.data, rtol=1e-4, atol=1e-5)
 
 
 def test_row_sparse_leaves_untouched_rows_alone():
@@ -175,3 +186,27 @@ def test_training_is_deterministic(tiny_dataset):
     np.testing.assert_array_equal(
         a.predict_idx(data.users, data.items), b.predict_idx(data.users, data.items)
     )
+
+
+@pytest.mark.parametrize("schedule", ["step", "exponential", "cosine", "plateau"])
+def test_lr_schedules_change_the_rate(schedule):
+    cfg = TrainConfig(
+        epochs=6, optimizer="sgd", lr=0.1, lr_schedule=schedule, lr_step=2, early_stopping=False
+    )
+    _, hist = _linear_fit(cfg)
+    lrs = [h["lr"] for h in hist]
+    assert lrs[0] == pytest.approx(0.1)
+    if schedule != "plateau":  # plateau only drops when the loss stalls
+        assert lrs[-1] < 0.1
+    assert all(b <= a + 1e-12 for a, b in zip(lrs, lrs[1:], strict=False))
+
+
+def test_row_sparse_state_round_trips(tmp_path):
+    emb = nn.Embedding(5, 2, sparse=True)
+    opt = RowSparse(emb.parameters(), "adam", 0.1)
+    emb(torch.tensor([1, 3])).sum().backward()
+    opt.step()
+    other = RowSparse(emb.parameters(), "adam", 0.1)
+    other.load_state_dict(opt.state_dict())
+    for k, v in opt.state[emb.weight].items():
+        torch.testing.assert_close(other.state[emb.weight][k], v)

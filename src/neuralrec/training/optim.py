@@ -1,10 +1,13 @@
 """Optimizers that update only the embedding rows a batch touches.
 
 Embedding tables built with ``sparse=True`` receive sparse gradients. Stock torch optimizers
-either reject them or, like ``SparseAdam``, spend most of an epoch coalescing. ``RowSparse``
+either reject them or, like ``SparseAdam``, spend most of an epoch coalescing. :class:`RowSparse`
 applies SGD, momentum, Adagrad (element- or row-wise), RMSprop or Adam/AdamW to the touched rows
-only ("lazy" state updates, as TensorFlow's LazyAdam and FBGEMM's row-wise Adagrad do). Dense
-parameters go to the matching stock torch optimizer. :func:`make_optimizers` builds both.
+only ("lazy" state updates, as TensorFlow's LazyAdam and FBGEMM's row-wise Adagrad do), and the
+same rules to dense gradients; tests check both against ``torch.optim``.
+
+It deliberately does not subclass ``torch.optim.Optimizer``: that base class imports
+``torch._dynamo`` on first use, which costs 1-4 s here, longer than a whole MovieLens 100K fit.
 """
 
 from __future__ import annotations
@@ -21,17 +24,18 @@ from neuralrec.errors import ConfigError
 OPTIMIZERS = ("sgd", "momentum", "adagrad", "rowwise-adagrad", "rmsprop", "adam", "adamw")
 
 
-class RowSparse(torch.optim.Optimizer):
-    """One optimizer for parameters whose gradients are sparse row slices.
+class RowSparse:
+    """SGD-family optimizer for dense parameters and sparse (row-slice) gradients alike.
 
-    ``kind`` is one of :data:`OPTIMIZERS`. ``weight_decay`` is applied to touched rows only:
+    ``kind`` is one of :data:`OPTIMIZERS`. ``weight_decay`` touches only rows in the batch:
     decoupled for ``adamw``, added to the gradient otherwise. Row-wise Adagrad keeps one
-    accumulator per row (the mean squared gradient), the cheapest adaptive choice for embeddings.
+    accumulator per embedding row (its mean squared gradient): the cheapest adaptive rule for
+    embedding tables; on dense parameters it is plain Adagrad.
     """
 
     def __init__(
         self,
-        params: Iterable[nn.Parameter],
+        params: Iterable[nn.Parameter] | Iterable[dict[str, Any]],
         kind: str,
         lr: float,
         *,
@@ -45,25 +49,66 @@ class RowSparse(torch.optim.Optimizer):
             raise ConfigError(f"unknown optimizer {kind!r}; use one of {', '.join(OPTIMIZERS)}")
         if eps is None:
             eps = 1e-10 if "adagrad" in kind else 1e-8
-        defaults = dict(
+        self.kind = kind
+        self.defaults = dict(
             lr=lr, momentum=momentum, betas=betas, alpha=alpha, eps=eps, weight_decay=weight_decay
         )
-        super().__init__(params, defaults)
-        self.kind = kind
+        items = list(params)
+        if not items:
+            raise ConfigError("optimizer got no parameters")
+        groups = items if isinstance(items[0], dict) else [{"params": items}]
+        self.param_groups: list[dict[str, Any]] = [
+            {**self.defaults, **g, "params": list(g["params"])} for g in groups
+        ]
+        self.state: dict[torch.Tensor, dict[str, Any]] = {}
 
-    @torch.no_grad()
-    def step(self, closure: Any = None) -> None:
+    # ------------------------------------------------------------------ torch-like API
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Drop the gradients of every parameter."""
         for group in self.param_groups:
             for p in group["params"]:
-                if p.grad is None:
-                    continue
+                p.grad = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Hyperparameters and per-parameter state; parameters are referred to by position."""
+        params = [p for g in self.param_groups for p in g["params"]]
+        return {
+            "state": {i: dict(self.state[p]) for i, p in enumerate(params) if p in self.state},
+            "param_groups": [
+                {k: v for k, v in g.items() if k != "params"} for g in self.param_groups
+            ],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (for the same parameters)."""
+        if len(state["param_groups"]) != len(self.param_groups):
+            raise ConfigError("optimizer state has a different number of parameter groups")
+        for group, saved in zip(self.param_groups, state["param_groups"], strict=True):
+            group.update({k: tuple(v) if k == "betas" else v for k, v in saved.items()})
+        params = [p for g in self.param_groups for p in g["params"]]
+        self.state = {
+            params[int(i)]: {
+                k: v.to(params[int(i)].device) if isinstance(v, torch.Tensor) else v
+                for k, v in st.items()
+            }
+            for i, st in state["state"].items()
+        }
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """Apply one update to every parameter that has a gradient."""
+        for group in self.param_groups:
+            for p in group["params"]:
                 grad = p.grad
+                if grad is None:
+                    continue
                 if grad.is_sparse:
                     idx, g = self._rows(grad, group["weight_decay"])
-                else:  # a dense gradient on a "sparse" parameter: treat every row as touched
+                else:
                     idx, g = None, grad
                 self._update(p, idx, g, group)
 
+    # ------------------------------------------------------------------ update rules
     def _rows(self, grad: torch.Tensor, weight_decay: float) -> tuple[torch.Tensor, torch.Tensor]:
         # Plain SGD is exact on uncoalesced rows (duplicates just add) and row-wise Adagrad treats
         # each occurrence as one sample; skipping the coalesce is the main saving. Element-wise
@@ -76,108 +121,97 @@ class RowSparse(torch.optim.Optimizer):
     def _update(
         self, p: torch.Tensor, idx: torch.Tensor | None, g: torch.Tensor, group: dict
     ) -> None:
-        lr, wd, kind = group["lr"], group["weight_decay"], self.kind
+        lr, wd = group["lr"], group["weight_decay"]
+        kind = "adagrad" if self.kind == "rowwise-adagrad" and idx is None else self.kind
         rows = p if idx is None else p.index_select(0, idx)
         if wd and kind != "adamw":
             g = g.add(rows, alpha=wd)
-        state = self.state[p]
+        state = self.state.setdefault(p, {})
         if kind == "sgd":
-            self._apply(p, idx, g, -lr)
-            return
-        if kind == "rowwise-adagrad":
-            acc = state.setdefault("sum", torch.zeros(p.shape[0], dtype=p.dtype, device=p.device))
-            sq = g.square().mean(dim=1) if g.dim() > 1 else g.square()
-            if idx is None:
-                acc.add_(sq)
-                scale = acc.add(group["eps"]).rsqrt_()
-            else:
-                acc.index_add_(0, idx, sq)
-                scale = acc.index_select(0, idx).add_(group["eps"]).rsqrt_()
-            self._apply(p, idx, g * scale.view(-1, *([1] * (g.dim() - 1))), -lr)
-            return
-        if kind == "momentum":
-            buf = self._slot(state, "momentum_buffer", p)
-            b = self._gather(buf, idx).mul_(group["momentum"]).add_(g)
-            self._scatter(buf, idx, b)
-            self._apply(p, idx, b, -lr)
-            return
-        if kind == "adagrad":
-            acc = self._slot(state, "sum", p)
-            a = self._gather(acc, idx).addcmul_(g, g)
-            self._scatter(acc, idx, a)
-            self._apply(p, idx, g / a.sqrt_().add_(group["eps"]), -lr)
-            return
-        if kind == "rmsprop":
-            sq = self._slot(state, "square_avg", p)
+            _apply(p, idx, g, -lr)
+        elif kind == "rowwise-adagrad":
+            acc = state.setdefault(
+                "row_sum", torch.zeros(p.shape[0], dtype=p.dtype, device=p.device)
+            )
+            acc.index_add_(0, idx, g.square().mean(dim=1) if g.dim() > 1 else g.square())
+            scale = acc.index_select(0, idx).add_(group["eps"]).rsqrt_()
+            _apply(p, idx, g * scale.view(-1, *([1] * (g.dim() - 1))), -lr)
+        elif kind == "momentum":
+            buf = _slot(state, "momentum_buffer", p)
+            b = _gather(buf, idx).mul_(group["momentum"]).add_(g)
+            _scatter(buf, idx, b)
+            _apply(p, idx, b, -lr)
+        elif kind == "adagrad":
+            acc = _slot(state, "sum", p)
+            a = _gather(acc, idx).addcmul_(g, g)
+            _scatter(acc, idx, a)
+            _apply(p, idx, g / a.sqrt().add_(group["eps"]), -lr)
+        elif kind == "rmsprop":
+            sq = _slot(state, "square_avg", p)
             alpha = group["alpha"]
-            s = self._gather(sq, idx).mul_(alpha).addcmul_(g, g, value=1 - alpha)
-            self._scatter(sq, idx, s)
-            self._apply(p, idx, g / s.sqrt_().add_(group["eps"]), -lr)
-            return
-        # adam / adamw: per-row step counts make bias correction exact for rarely seen rows
+            s = _gather(sq, idx).mul_(alpha).addcmul_(g, g, value=1 - alpha)
+            _scatter(sq, idx, s)
+            _apply(p, idx, g / s.sqrt().add_(group["eps"]), -lr)
+        else:
+            self._adam(p, idx, g, rows, group, state)
+
+    def _adam(
+        self,
+        p: torch.Tensor,
+        idx: torch.Tensor | None,
+        g: torch.Tensor,
+        rows: torch.Tensor,
+        group: dict,
+        state: dict,
+    ) -> None:
+        # per-row step counts keep the bias correction exact for rows that are rarely touched
         b1, b2 = group["betas"]
-        m_all = self._slot(state, "exp_avg", p)
-        v_all = self._slot(state, "exp_avg_sq", p)
+        m_all = _slot(state, "exp_avg", p)
+        v_all = _slot(state, "exp_avg_sq", p)
         steps = state.setdefault(
             "row_step", torch.zeros(p.shape[0], dtype=p.dtype, device=p.device)
         )
-        m = self._gather(m_all, idx).mul_(b1).add_(g, alpha=1 - b1)
-        v = self._gather(v_all, idx).mul_(b2).addcmul_(g, g, value=1 - b2)
-        t = self._gather(steps, idx).add_(1)
-        self._scatter(m_all, idx, m)
-        self._scatter(v_all, idx, v)
-        self._scatter(steps, idx, t)
-        shape = (-1, *([1] * (g.dim() - 1)))
+        m = _gather(m_all, idx).mul_(b1).add_(g, alpha=1 - b1)
+        v = _gather(v_all, idx).mul_(b2).addcmul_(g, g, value=1 - b2)
+        t = _gather(steps, idx).add_(1)
+        _scatter(m_all, idx, m)
+        _scatter(v_all, idx, v)
+        _scatter(steps, idx, t)
+        shape = (-1, *([1] * (g.dim() - 1))) if g.dim() else ()
         bc1 = (1 - torch.pow(b1, t)).view(shape)
         bc2 = (1 - torch.pow(b2, t)).view(shape)
         update = (m / bc1).div_((v / bc2).sqrt_().add_(group["eps"]))
-        if kind == "adamw" and wd:
-            update.add_(rows if idx is not None else p, alpha=wd)
-        self._apply(p, idx, update, -lr)
-
-    @staticmethod
-    def _slot(state: dict, name: str, p: torch.Tensor) -> torch.Tensor:
-        if name not in state:
-            state[name] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        return state[name]
-
-    @staticmethod
-    def _gather(buf: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
-        return buf.clone() if idx is None else buf.index_select(0, idx)
-
-    @staticmethod
-    def _scatter(buf: torch.Tensor, idx: torch.Tensor | None, value: torch.Tensor) -> None:
-        if idx is None:
-            buf.copy_(value)
-        else:
-            buf.index_copy_(0, idx, value)
-
-    @staticmethod
-    def _apply(
-        p: torch.Tensor, idx: torch.Tensor | None, update: torch.Tensor, alpha: float
-    ) -> None:
-        if idx is None:
-            p.add_(update, alpha=alpha)
-        else:
-            p.index_add_(0, idx, update, alpha=alpha)
+        if self.kind == "adamw" and group["weight_decay"]:
+            update.add_(rows, alpha=group["weight_decay"])
+        _apply(p, idx, update, -group["lr"])
 
 
-def sparse_parameters(module: nn.Module) -> set[int]:
-    """Ids of parameters that receive sparse gradients (sparse embedding tables)."""
-    out: set[int] = set()
-    for m in module.modules():
-        if isinstance(m, nn.Embedding | nn.EmbeddingBag) and m.sparse:
-            out.add(id(m.weight))
-    return out
+def _slot(state: dict, name: str, p: torch.Tensor) -> torch.Tensor:
+    if name not in state:
+        state[name] = torch.zeros_like(p, memory_format=torch.preserve_format)
+    return state[name]
+
+
+def _gather(buf: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
+    return buf.clone() if idx is None else buf.index_select(0, idx)
+
+
+def _scatter(buf: torch.Tensor, idx: torch.Tensor | None, value: torch.Tensor) -> None:
+    if idx is None:
+        buf.copy_(value)
+    else:
+        buf.index_copy_(0, idx, value)
+
+
+def _apply(p: torch.Tensor, idx: torch.Tensor | None, update: torch.Tensor, alpha: float) -> None:
+    if idx is None:
+        p.add_(update, alpha=alpha)
+    else:
+        p.index_add_(0, idx, update, alpha=alpha)
 
 
 def _is_bias(name: str, p: nn.Parameter) -> bool:
-    return (
-        p.dim() <= 1
-        or name.endswith("bias")
-        or ".bias" in name
-        or (p.dim() == 2 and p.shape[1] == 1)
-    )
+    return p.dim() <= 1 or name.endswith("bias") or (p.dim() == 2 and p.shape[1] == 1)
 
 
 def make_optimizers(
@@ -188,55 +222,28 @@ def make_optimizers(
     weight_decay: float = 0.0,
     decay_biases: bool = False,
     momentum: float = 0.9,
-) -> list[torch.optim.Optimizer]:
-    """Optimizers for ``module``: :class:`RowSparse` for sparse tables, stock torch for the rest.
+) -> list[RowSparse]:
+    """The optimizer for ``module`` (a list, so callers can hold several).
 
     Weight decay skips biases (1-d parameters and one-column tables) unless ``decay_biases``.
     """
     if kind not in OPTIMIZERS:
         raise ConfigError(f"unknown optimizer {kind!r}; use one of {', '.join(OPTIMIZERS)}")
-    sparse_ids = sparse_parameters(module)
-    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    decay: list[nn.Parameter] = []
+    plain: list[nn.Parameter] = []
     for name, p in module.named_parameters():
-        if not p.requires_grad:
-            continue
-        decay = bool(weight_decay) and (decay_biases or not _is_bias(name, p))
-        groups.setdefault((id(p) in sparse_ids, decay), []).append(p)
-    optimizers: list[torch.optim.Optimizer] = []
-    for sparse in (True, False):
-        pgroups = [
-            {"params": groups[(sparse, decay)], "weight_decay": weight_decay if decay else 0.0}
-            for decay in (False, True)
-            if groups.get((sparse, decay))
-        ]
-        if not pgroups:
-            continue
-        if sparse:
-            optimizers.append(RowSparse(pgroups, kind, lr, momentum=momentum))
-        else:
-            optimizers.append(_dense(pgroups, kind, lr, momentum))
-    return optimizers
-
-
-def _dense(groups: list[dict], kind: str, lr: float, momentum: float) -> torch.optim.Optimizer:
-    if kind == "sgd":
-        return torch.optim.SGD(groups, lr=lr)
-    if kind == "momentum":
-        return torch.optim.SGD(groups, lr=lr, momentum=momentum)
-    if kind in ("adagrad", "rowwise-adagrad"):
-        return torch.optim.Adagrad(groups, lr=lr)
-    if kind == "rmsprop":
-        return torch.optim.RMSprop(groups, lr=lr)
-    if kind == "adam":
-        return torch.optim.Adam(groups, lr=lr)
-    return torch.optim.AdamW(groups, lr=lr)
+        if p.requires_grad:
+            use = bool(weight_decay) and (decay_biases or not _is_bias(name, p))
+            (decay if use else plain).append(p)
+    groups = [
+        {"params": g, "weight_decay": wd} for g, wd in ((plain, 0.0), (decay, weight_decay)) if g
+    ]
+    return [RowSparse(groups, kind, lr, momentum=momentum)] if groups else []
 
 
 def clip_gradients(module: nn.Module, max_norm: float) -> float:
     """Clip the global gradient norm (sparse gradients included); returns the norm before clipping."""
     grads = [p.grad for p in module.parameters() if p.grad is not None]
-    if not grads:
-        return 0.0
     sq = 0.0
     for g in grads:
         vals = g.coalesce().values() if g.is_sparse else g
@@ -245,8 +252,5 @@ def clip_gradients(module: nn.Module, max_norm: float) -> float:
     if norm > max_norm:
         scale = max_norm / (norm + 1e-6)
         for g in grads:
-            if g.is_sparse:
-                g._values().mul_(scale)
-            else:
-                g.mul_(scale)
+            (g._values() if g.is_sparse else g).mul_(scale)
     return norm

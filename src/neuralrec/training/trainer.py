@@ -23,7 +23,7 @@ from neuralrec.errors import NeuralrecError
 from neuralrec.training.batches import Batch, BatchSource
 from neuralrec.training.checkpoint import load_checkpoint, save_checkpoint
 from neuralrec.training.config import TrainConfig
-from neuralrec.training.optim import clip_gradients, make_optimizers
+from neuralrec.training.optim import RowSparse, clip_gradients, make_optimizers
 from neuralrec.training.progress import TrainingProgress
 from neuralrec.utils.seeding import set_threads
 
@@ -71,6 +71,7 @@ class _State:
     bad_epochs: int = 0
     stopped: str = ""
     finished: bool = False
+    lr_drops: int = 0
 
 
 class Trainer:
@@ -124,13 +125,12 @@ class Trainer:
             decay_biases=cfg.decay_biases,
             momentum=cfg.momentum,
         )
-        schedulers = [self._scheduler(o) for o in optimizers]
         state = _State()
         best_weights: dict[str, torch.Tensor] | None = None
         ckpt = self._checkpoint_path()
         fingerprint = self._fingerprint(module)
         if ckpt is not None and self.resume and ckpt.exists():
-            state, best_weights = self._restore(ckpt, fingerprint, module, optimizers, schedulers)
+            state, best_weights = self._restore(ckpt, fingerprint, module, optimizers)
         if state.finished:  # the last checkpoint already holds the final (best) weights
             return state.history
 
@@ -139,7 +139,14 @@ class Trainer:
         ) as bar:
             for epoch in range(state.epoch + 1, cfg.epochs + 1):
                 record, before = self._train_epoch(
-                    module, train_module or module, batches, loss_fn, optimizers, epoch, bar
+                    module,
+                    train_module or module,
+                    batches,
+                    loss_fn,
+                    optimizers,
+                    epoch,
+                    self._lr_for(state),
+                    bar,
                 )
                 if validate is not None and self.dist.is_main:
                     module.eval()
@@ -152,7 +159,7 @@ class Trainer:
                 improved = self._track(state, record, validating)
                 if improved and self.dist.is_main:
                     best_weights = {k: v.detach().clone() for k, v in module.state_dict().items()}
-                self._step_schedulers(schedulers, record, validating)
+                self._update_schedule(state)
                 stop = self._should_stop(state, record)
                 stop = self.dist.broadcast_flag(stop)
                 state.history.append(record)
@@ -166,9 +173,7 @@ class Trainer:
                 if state.finished and best_weights is not None and cfg.early_stopping:
                     module.load_state_dict(best_weights)
                 if ckpt is not None and self.dist.is_main:
-                    self._save(
-                        ckpt, fingerprint, state, module, optimizers, schedulers, best_weights
-                    )
+                    self._save(ckpt, fingerprint, state, module, optimizers, best_weights)
                 if state.finished:
                     break
         return state.history
@@ -180,12 +185,16 @@ class Trainer:
         train_module: nn.Module,
         batches: BatchSource,
         loss_fn: LossFn,
-        optimizers: list[torch.optim.Optimizer],
+        optimizers: list[RowSparse],
         epoch: int,
+        lr: float,
         bar: TrainingProgress,
     ) -> tuple[dict[str, Any], list[torch.Tensor] | None]:
         cfg = self.cfg
         before = [p.detach().clone() for p in module.parameters()] if cfg.tol else None
+        for opt in optimizers:
+            for group in opt.param_groups:
+                group["lr"] = lr
         # dropout and any other randomness in the forward pass depend only on (seed, epoch, rank)
         torch.manual_seed((cfg.seed * 1_000_003 + epoch * 7919 + 104729 * self.dist.rank) % (2**63))
         train_module.train()
@@ -258,33 +267,28 @@ class Trainer:
         return False
 
     # ------------------------------------------------------------------ schedules
-    def _scheduler(self, opt: torch.optim.Optimizer) -> Any:
+    def _lr_for(self, state: _State) -> float:
+        """Learning rate of the next epoch under ``cfg.lr_schedule`` (a function of the history)."""
         cfg = self.cfg
+        done = state.epoch
         if cfg.lr_schedule == "step":
-            return torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
+            return cfg.lr * cfg.lr_gamma ** (done // cfg.lr_step)
         if cfg.lr_schedule == "exponential":
-            return torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.lr_gamma)
+            return cfg.lr * cfg.lr_gamma**done
         if cfg.lr_schedule == "cosine":
-            return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+            return 0.5 * cfg.lr * (1 + math.cos(math.pi * done / cfg.epochs))
         if cfg.lr_schedule == "plateau":
-            return torch.optim.lr_scheduler.ReduceLROnPlateau(
-                opt,
-                mode=self.cfg.monitor_mode,
-                factor=cfg.lr_gamma,
-                patience=max(1, cfg.patience // 2),
-            )
-        return None
+            return cfg.lr * cfg.lr_gamma**state.lr_drops
+        return cfg.lr
 
-    def _step_schedulers(
-        self, schedulers: list[Any], record: Mapping[str, Any], validating: bool
-    ) -> None:
-        for sch in schedulers:
-            if sch is None:
-                continue
-            if isinstance(sch, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                sch.step(self._monitor(record, validating)[1])
-            else:
-                sch.step()
+    def _update_schedule(self, state: _State) -> None:
+        # plateau: halve (lr_gamma) after patience // 2 epochs without improvement
+        if (
+            self.cfg.lr_schedule == "plateau"
+            and state.bad_epochs
+            and state.bad_epochs % max(1, self.cfg.patience // 2) == 0
+        ):
+            state.lr_drops += 1
 
     # ------------------------------------------------------------------ checkpoints
     def _checkpoint_path(self) -> Path | None:
@@ -301,8 +305,7 @@ class Trainer:
         fingerprint: str,
         state: _State,
         module: nn.Module,
-        optimizers: list[torch.optim.Optimizer],
-        schedulers: list[Any],
+        optimizers: list[RowSparse],
         best: dict[str, torch.Tensor] | None,
     ) -> None:
         save_checkpoint(
@@ -313,7 +316,6 @@ class Trainer:
                 "model": dict(module.state_dict()),
                 "best": best,
                 "optimizers": [o.state_dict() for o in optimizers],
-                "schedulers": [None if s is None else s.state_dict() for s in schedulers],
             },
         )
 
@@ -322,8 +324,7 @@ class Trainer:
         path: Path,
         fingerprint: str,
         module: nn.Module,
-        optimizers: list[torch.optim.Optimizer],
-        schedulers: list[Any],
+        optimizers: list[RowSparse],
     ) -> tuple[_State, dict[str, torch.Tensor] | None]:
         data = load_checkpoint(path)
         if data.get("fingerprint") != fingerprint:
@@ -335,9 +336,6 @@ class Trainer:
         for opt, st in zip(optimizers, data["optimizers"], strict=True):
             st["state"] = {int(k): v for k, v in st["state"].items()}
             opt.load_state_dict(st)
-        for sch, st in zip(schedulers, data["schedulers"], strict=True):
-            if sch is not None and st is not None:
-                sch.load_state_dict(st)
         state = _State(**data["trainer"])
         return state, data.get("best")
 
