@@ -68,7 +68,7 @@ def cached_load(
             ds.name = name  # one file may be reached by several names (dir or file path)
             ds.info.update(cache="hit", cache_path=str(entry))
             return ds
-        except (OSError, ValueError, KeyError, pa.ArrowException) as exc:
+        except (OSError, ValueError, KeyError, TypeError, pa.ArrowException) as exc:
             warnings.warn(f"ignoring unreadable cache entry {entry}: {exc}", stacklevel=3)
     ds = build()
     ds.info.update(cache="miss", cache_path=str(entry))
@@ -120,6 +120,8 @@ def load_entry(entry: Path) -> Dataset:
         else None
         for name in _ARRAYS
     }
+    if arrays["users"] is None or arrays["items"] is None:
+        raise ValueError("incomplete entry: users.npy or items.npy is missing")
     inter = Interactions(
         arrays["users"],
         arrays["items"],

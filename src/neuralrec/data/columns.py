@@ -184,7 +184,8 @@ def sniff_separator(lines: list[str]) -> str | None:
     for sep in SEPARATORS:
         counts = [len(split_line(line, sep)) for line in lines]
         agree = sum(c == counts[0] for c in counts)
-        if counts[0] >= 2 and agree >= len(counts) - max(1, len(counts) // 5):
+        allowed = max(1, len(counts) // 5) if len(counts) >= 3 else 0
+        if counts[0] >= 2 and agree >= len(counts) - allowed:
             return sep
     return None
 
@@ -248,7 +249,8 @@ def detect_format(
 def _looks_like_header(
     first: list[str], lines: list[str], sep: str, quoting: bool, columns: ColumnMap | None
 ) -> bool:
-    wanted = {str(v) for v in (columns or {}).values() if v is not None}
+    # positions (digits) in the mapping say nothing about a header; names do
+    wanted = {str(v) for v in (columns or {}).values() if v is not None and not str(v).isdigit()}
     known = {s for syn in _SYNONYMS.values() for s in syn}
     if any(f.strip() in wanted or _norm(f) in known for f in first):
         return True

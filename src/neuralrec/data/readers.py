@@ -79,11 +79,15 @@ def read_frame(
     labels = frame.index
     return build_interactions(
         arrays,
-        Locator(row_label=lambda r: f"row {labels[r]!r}"),
+        Locator(row_label=lambda r: f"row {_label(labels[r])!r}"),
         source=source,
         rating_scale=rating_scale,
         duplicates=duplicates,
     )
+
+
+def _label(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _to_arrow(series: pd.Series) -> pa.Array:

@@ -157,12 +157,23 @@ def _timestamps(arr: pa.ChunkedArray, locate: Locator, source: str) -> np.ndarra
         return np.floor(values).astype(np.int64)
     else:
         text = pd.Series(arr.cast(pa.string()).to_numpy(zero_copy_only=False))
-        values = pd.to_datetime(text, errors="coerce", format="mixed", utc=True)
-        bad = values.isna().to_numpy()
+        epoch = pd.to_numeric(text, errors="coerce")
+        dates = pd.to_datetime(text.where(epoch.isna()), errors="coerce", format="mixed", utc=True)
+        bad = (epoch.isna() & dates.isna()).to_numpy()
         if bad.any():
             row = _first(bad)
-            msg = f"timestamp {text.iloc[row]!r} is neither epoch seconds nor a date"
+            value = text.iloc[row]
+            msg = (
+                "missing timestamp"
+                if pd.isna(value)
+                else f"timestamp {value!r} is neither epoch seconds nor a date"
+            )
             raise locate.error(msg, row, source=source, field="timestamp")
+        seconds = dates.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[s]")
+        out = seconds.astype(np.int64)
+        has_epoch = epoch.notna().to_numpy()
+        out[has_epoch] = np.floor(epoch.to_numpy()[has_epoch]).astype(np.int64)
+        return out
     if values.isna().any():
         row = _first(values.isna().to_numpy())
         raise locate.error("missing timestamp", row, source=source, field="timestamp")
