@@ -93,3 +93,16 @@ def test_corrupt_entry_is_ignored_and_rebuilt(tmp_path, cache_root):
     with pytest.warns(UserWarning, match="ignoring unreadable cache entry"):
         ds = load_dataset(path)
     assert ds.info["cache"] == "miss" and len(ds.interactions) == 3
+
+
+def test_cached_arrays_are_read_only_and_usable(tmp_path, cache_root):
+    from neuralrec.data import split
+
+    path = _files(tmp_path)
+    load_dataset(path)
+    data = load_dataset(path).interactions
+    with pytest.raises(ValueError):
+        data.ratings[0] = 1.0
+    sp = split(data, "random:0.34", seed=0, keep_cold=True)
+    assert len(sp.train) + len(sp.test) == 3
+    assert data.tocsr().sum() == pytest.approx(12.5)

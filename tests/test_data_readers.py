@@ -209,3 +209,11 @@ def test_unknown_path_and_ambiguous_directory(tmp_path):
     write(tmp_path, "b.csv", "user,item\n1,2\n")
     with pytest.raises(DatasetNotFoundError, match="cannot tell which file"):
         load_dataset(tmp_path)
+
+
+def test_non_utf8_bytes_after_the_sniffed_sample_are_read_as_latin1(tmp_path):
+    rows = "".join(f"u{i},i{i % 7},3\n" for i in range(9000))  # > 64 KiB of ASCII first
+    path = tmp_path / "r.csv"
+    path.write_bytes(("user,item,rating\n" + rows + "Zoë,i1,4\n").encode("latin-1"))
+    data = read_interactions(path)
+    assert len(data) == 9001 and "Zoë" in set(data.user_ids.ids)

@@ -132,15 +132,21 @@ def _arrow_read(
     types: dict[str, Any] = {}
     if "rating" in mapping:
         types[mapping["rating"]] = pa.float32()
-    for encoding in dict.fromkeys([fmt.encoding, "latin-1"]):
-        try:
-            return _arrow_parse(path, fmt, mapping, types, encoding)
+    try:
+        table = _arrow_parse(path, fmt, mapping, types, fmt.encoding)
+        # pyarrow types a text column holding invalid UTF-8 as binary instead of failing
+        if fmt.encoding == "latin-1" or not any(pa.types.is_binary(t) for t in table.schema.types):
+            return table
+        error: Exception = pa.ArrowInvalid("UTF8: a column is not valid UTF-8")
+    except pa.ArrowInvalid as exc:
+        error = exc
+    if "UTF8" in str(error) and fmt.encoding != "latin-1":
+        try:  # bytes beyond the sniffed sample are not UTF-8: read the file as latin-1
+            return _arrow_parse(path, fmt, mapping, types, "latin-1")
         except pa.ArrowInvalid as exc:
-            if "UTF8" in str(exc) and encoding != "latin-1":
-                continue  # bytes beyond the sniffed sample are not UTF-8: read as latin-1
-            found = scan_for_error(path, fmt, mapping, scale)
-            raise found or DataError(f"cannot parse: {exc}", source=str(path)) from None
-    raise AssertionError("unreachable")  # pragma: no cover
+            error = exc
+    found = scan_for_error(path, fmt, mapping, scale)
+    raise found or DataError(f"cannot parse: {error}", source=str(path))
 
 
 def _arrow_parse(

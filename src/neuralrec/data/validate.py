@@ -119,6 +119,8 @@ def _ratings(
             msg = f"rating {text.iloc[row]!r} is not a number"
             raise locate.error(msg, row, source=source, field="rating")
         values = num.to_numpy(dtype=np.float64, na_value=np.nan)
+    elif pa.types.is_float32(arr.type) and not arr.null_count:
+        values = arr.to_numpy()  # the CSV path: no float64 copy of a large column
     elif (
         pa.types.is_integer(arr.type)
         or pa.types.is_floating(arr.type)
@@ -136,9 +138,9 @@ def _ratings(
         out = (values < scale[0]) | (values > scale[1])
         if out.any():
             row = _first(out)
-            msg = f"rating {values[row]:g} is outside the rating scale [{scale[0]:g}, {scale[1]:g}]"
+            msg = f"rating {float(values[row]):g} is outside the rating scale [{scale[0]:g}, {scale[1]:g}]"
             raise locate.error(msg, row, source=source, field="rating")
-    return values.astype(np.float32)
+    return values.astype(np.float32, copy=False)
 
 
 def _timestamps(arr: pa.ChunkedArray, locate: Locator, source: str) -> np.ndarray:
