@@ -178,3 +178,18 @@ def test_real_ml1m_triples_through_the_csv_loader():
         "5": 226310,
     }
     assert ds.items.loc[1, "title"] == "Toy Story (1995)" and ds.users is not None
+
+
+def test_a_path_object_is_never_taken_for_a_name(tmp_path, monkeypatch):
+    _ml100k(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    ds = load_dataset(Path("ml-100k"))
+    assert ds.name == "ml-100k" and ds.info["source"] == "ml-100k"
+    assert load_dataset("./ml-100k").info["layout"] == "ml-100k"
+
+
+def test_other_folders_of_the_offline_directory_load_by_name(tmp_path, monkeypatch):
+    _ml1m(tmp_path, "ml-1m-copy")
+    monkeypatch.setenv("NEURALREC_DATA_HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path.parent)
+    assert len(load_dataset("ml-1m-copy").interactions) == 3

@@ -69,7 +69,8 @@ def load_dataset(
         )
         return Dataset("<DataFrame>", inter, rating_scale=rating_scale, info={"cache": "off"})
     text = os.fspath(name_or_path)
-    spec = registry.get_spec(text)
+    # only a plain string can be a dataset name: a Path object always means a path
+    spec = registry.get_spec(text) if isinstance(name_or_path, str) else None
     if spec is not None:
         if cols or sep is not None or header is not None:
             raise ConfigError(
@@ -78,10 +79,14 @@ def load_dataset(
         directory = _locate(spec, registry.data_home(data_home), download, progress)
         return _load_layout(directory, spec.format, spec.name, spec.rating_scale, duplicates, cache)
     path = Path(text).expanduser()
+    home = registry.data_home(data_home)
+    if not path.exists() and home is not None and (home / text).exists():
+        path = home / text  # a folder of the offline directory, e.g. "ml-1m-triples"
     if not path.exists():
         raise DatasetNotFoundError(
-            f"unknown dataset {text!r}: not a known name ({', '.join(registry.known_names())}) "
-            "and no such file or directory"
+            f"unknown dataset {text!r}: not a known name ({', '.join(registry.known_names())}), "
+            "no such file or directory, and nothing of that name in the offline directory "
+            f"({home if home is not None else '$NEURALREC_DATA_HOME unset'})"
         )
     if path.is_dir():
         layout = detect_layout(path)
