@@ -217,3 +217,14 @@ def test_non_utf8_bytes_after_the_sniffed_sample_are_read_as_latin1(tmp_path):
     path.write_bytes(("user,item,rating\n" + rows + "Zoë,i1,4\n").encode("latin-1"))
     data = read_interactions(path)
     assert len(data) == 9001 and "Zoë" in set(data.user_ids.ids)
+
+
+def test_a_utf8_byte_order_mark_is_ignored(tmp_path):
+    path = tmp_path / "bom.tsv"
+    path.write_bytes(b"\xef\xbb\xbf1\t2\t3\n4\t5\t1\n")
+    data = read_interactions(path)
+    assert data.user_ids.is_integer and list(data.user_ids.ids) == [1, 4]
+    path.write_bytes(b"\xef\xbb\xbfuser,item\n1,2\n1,2\n")
+    with pytest.raises(DataError) as err:
+        read_interactions(path)
+    assert err.value.line == 3

@@ -161,6 +161,7 @@ def sample_lines(path: Path) -> tuple[list[tuple[int, str]], str]:
     with open(path, "rb") as fh:
         raw = fh.read(_SAMPLE_BYTES)
         complete = len(fh.read(1)) == 0
+    raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark (pyarrow skips it too)
     try:
         text, encoding = raw.decode("utf-8"), "utf-8"
     except UnicodeDecodeError as exc:

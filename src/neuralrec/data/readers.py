@@ -172,7 +172,8 @@ def _arrow_parse(
 def iter_rows(path: Path, fmt: TextFormat) -> Iterator[tuple[int, list[str]]]:
     """(1-based line number, fields) of every data row, skipping empty lines as pyarrow does."""
     seen_header = not fmt.header
-    with open(path, encoding=fmt.encoding, errors="replace", newline="") as fh:
+    encoding = "utf-8-sig" if fmt.encoding == "utf-8" else fmt.encoding  # drop a BOM
+    with open(path, encoding=encoding, errors="replace", newline="") as fh:
         if len(fmt.sep) == 1 and fmt.quoting:
             reader = csv.reader(fh, delimiter=fmt.sep)
             rows: Iterator[tuple[int, list[str]]] = ((reader.line_num, f) for f in reader)
