@@ -25,6 +25,11 @@ from neuralrec.data.features import (
 from neuralrec.data.side_info import AGE_EDGES, ItemFeatureEncoder, UserFeatureEncoder
 
 
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("NEURALREC_CACHE_DIR", str(tmp_path / "cache"))
+
+
 @pytest.mark.parametrize(
     ("title", "year"),
     [
