@@ -1,7 +1,7 @@
 """neuralrec: neural-network recommender systems on PyTorch."""
 
 from neuralrec._version import __version__
-from neuralrec.data import Dataset, IdMap, Interactions, Split, split
+from neuralrec.data import Dataset, IdMap, Interactions, Split, load_dataset, split
 from neuralrec.models import Recommender, available_models, create
 
 __all__ = [
@@ -13,5 +13,6 @@ __all__ = [
     "__version__",
     "available_models",
     "create",
+    "load_dataset",
     "split",
 ]

@@ -84,7 +84,10 @@ class Interactions:
         item_ids, i = IdMap.from_values(items)
         r = None if ratings is None else np.asarray(ratings, dtype=np.float32)
         t = None if timestamps is None else np.asarray(timestamps, dtype=np.int64)
-        u, i, r, t = _resolve_duplicates(u, i, r, t, len(item_ids), duplicates, source)
+        try:
+            u, i, r, t = _resolve_duplicates(u, i, r, t, len(item_ids), duplicates, source)
+        except _Duplicate as dup:
+            raise dup.error(user_ids.ids[u[dup.row]], item_ids.ids[i[dup.row]]) from None
         return cls(u, i, user_ids, item_ids, r, t)
 
     @classmethod
@@ -289,20 +292,23 @@ def _resolve_duplicates(
     policy: DuplicatePolicy,
     source: str,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    if policy not in ("error", "last", "first", "mean"):
+        raise DataError(f"unknown duplicate policy {policy!r} (use error, last, first or mean)")
     key = u.astype(np.int64) * n_items + i
+    # an unstable sort is much cheaper and enough to tell whether any pair repeats
+    sorted_key = np.sort(key)
+    if not (sorted_key[1:] == sorted_key[:-1]).any():
+        return u, i, r, t
+    del sorted_key
     order = np.argsort(key, kind="stable")
     sk = key[order]
     dup_next = sk[1:] == sk[:-1]
-    if not dup_next.any():
-        return u, i, r, t
     if policy == "error":
-        row = int(order[1:][dup_next][0])
-        raise DataError(
-            f"duplicate (user, item) pair at row {row} ({int(dup_next.sum())} duplicates); "
-            "choose a duplicate policy: last, first or mean",
-            source=source,
-            line=row,
-        )
+        # report the earliest row (in input order) that repeats an earlier pair
+        later = order[1:][dup_next]
+        row = int(later.min())
+        first = int(order[np.searchsorted(sk, key[row])])
+        raise _Duplicate(row, first, int(dup_next.sum()), source)
     starts = np.flatnonzero(np.concatenate([[True], ~dup_next]))
     if policy == "first":
         rows = np.sort(order[starts])
@@ -324,4 +330,24 @@ def _resolve_duplicates(
             rr = rr.astype(np.float32)
         tt = None if t is None else np.maximum.reduceat(t[order], starts)[perm]
         return u[rows], i[rows], rr, tt
-    raise DataError(f"unknown duplicate policy {policy!r} (use error, last, first or mean)")
+    raise AssertionError(policy)  # pragma: no cover - checked above
+
+
+class _Duplicate(Exception):
+    """Internal: a repeated (user, item) pair under the "error" policy (rows are 0-based)."""
+
+    def __init__(self, row: int, first_row: int, count: int, source: str) -> None:
+        super().__init__(row)
+        self.row, self.first_row, self.count, self.source = row, first_row, count, source
+
+    def error(self, user: Any, item: Any) -> DataError:
+        user, item = (x.item() if isinstance(x, np.generic) else x for x in (user, item))
+        exc = DataError(
+            f"duplicate (user, item) pair ({user!r}, {item!r}) at row {self.row} (0-based), first "
+            f"seen at row {self.first_row}; {self.count} duplicate row(s) in total. Choose a "
+            "duplicate policy: last, first or mean",
+            source=self.source,
+        )
+        # readers translate these rows into file lines
+        exc.row, exc.first_row = self.row, self.first_row  # type: ignore[attr-defined]
+        return exc

@@ -54,8 +54,12 @@ class SplitSpec:
                 f"unknown split {text!r}; use one of {', '.join(SPLIT_KINDS)} as NAME[:TEST_FRACTION]"
             )
         kind, a, b = m.group(1), m.group(2), m.group(3)
+        if a is not None and not re.fullmatch(r"[0-9]*\.?[0-9]+|[0-9]+\.", a):
+            raise ConfigError(f"split {text!r}: {a!r} is not a number")
         if kind == "kfold":
-            folds = int(float(a)) if a else 5
+            if a is not None and not a.isdigit():
+                raise ConfigError(f"split {text!r}: the number of folds must be an integer")
+            folds = int(a) if a else 5
             fold = int(b) if b else 1
             if folds < 2 or not 1 <= fold <= folds:
                 raise ConfigError(f"kfold needs K >= 2 and 1 <= fold <= K, got {text!r}")
@@ -120,6 +124,11 @@ def split(
         raise ConfigError("cannot split an empty interaction set")
     if valid_fraction is not None and not 0.0 <= valid_fraction < 1.0:
         raise ConfigError("valid_fraction must be in [0, 1)")
+    if sp.test_fraction is not None and sp.test_fraction + (valid_fraction or 0.0) >= 1.0:
+        raise ConfigError(
+            f"test fraction {sp.test_fraction:g} + valid_fraction {valid_fraction:g} "
+            "leave no training data"
+        )
     labels = _assign(data, sp, float(valid_fraction or 0.0), np.random.default_rng(seed))
     train = data.subset(labels == _TRAIN)
     test = data.subset(labels == _TEST)
@@ -134,6 +143,8 @@ def split(
 
 def kfold(data: Interactions, k: int = 5, *, seed: int = 0, keep_cold: bool = False) -> list[Split]:
     """All ``k`` folds of a random k-fold split (each row is in exactly one test fold)."""
+    if k < 2:
+        raise ConfigError(f"kfold needs k >= 2, got {k}")
     return [
         split(data, SplitSpec("kfold", 1.0 / k, k, f), seed=seed, keep_cold=keep_cold)
         for f in range(1, k + 1)
