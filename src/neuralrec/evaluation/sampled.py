@@ -178,23 +178,26 @@ def sampled_ranking(
 
     rank = 1 + #(negatives scoring higher) + tie term: pessimistic counts every tied negative
     as ranked above the positive, random a uniform share of them. Summary values are means over
-    cases (as in the paper); per-user values are means over each user's cases.
+    cases (as in the paper); per-user values are means over each user's cases. ``n_items``
+    (the vocabulary size), when given, is checked against the width of the scores.
     """
     ties = check_ties(ties)
     ks = tuple(sorted({int(k) for k in ks}))
     rng = np.random.default_rng(seed)
     uniq, inv = np.unique(cases.users, return_inverse=True)
     ranks = np.empty(len(cases.users), dtype=np.float64)
-    n_items = (
-        n_items or int(max(cases.positives.max(initial=0), cases.negatives.max(initial=0))) + 1
-    )
-    batch = batch_size or _auto_batch(n_items)
+    top_id = int(max(cases.positives.max(initial=0), cases.negatives.max(initial=0)))
+    batch = batch_size or _auto_batch(n_items or top_id + 1)
     order = np.argsort(inv, kind="stable")
     bounds = np.searchsorted(inv[order], np.arange(0, len(uniq) + batch, batch))
     for b, start in enumerate(range(0, len(uniq), batch)):
         block = uniq[start : start + batch]
         with torch.no_grad():
-            scores, _ = _as_scores(scorer(block), len(block), n_items)
+            raw = torch.as_tensor(scorer(block))
+            width = n_items or raw.shape[-1]
+            if width <= top_id:
+                raise ConfigError(f"scores cover {width} items but the cases name item {top_id}")
+            scores, _ = _as_scores(raw, len(block), width)
         rows = order[bounds[b] : bounds[b + 1]]
         local = torch.from_numpy(inv[rows] - start)
         pos = scores[local, torch.from_numpy(cases.positives[rows])].double().numpy()
