@@ -192,3 +192,13 @@ def test_summary_keys_used_by_the_trainer():
     )
     assert set(res.summary()) == {"ndcg@10", "recall@10"}
     assert res.protocol == "full"
+
+
+def test_inputs_are_not_modified():
+    train, test = make_case(11)
+    copies = [(m.data.copy(), m.indices.copy(), m.indptr.copy()) for m in (train, test)]
+    full_ranking(scorer_of(np.zeros(train.shape)), train, test, relevance_threshold=4)
+    for m, (data, indices, indptr) in zip((train, test), copies, strict=True):
+        np.testing.assert_array_equal(m.data, data)
+        np.testing.assert_array_equal(m.indices, indices)
+        np.testing.assert_array_equal(m.indptr, indptr)

@@ -237,17 +237,27 @@ def _relevant_keys(
     train: sp.csr_matrix, test: sp.csr_matrix, threshold: float | None
 ) -> np.ndarray:
     """Sorted keys ``user * n_items + item`` of relevant test pairs not seen in training."""
-    n_items = test.shape[1]
-    rows = np.repeat(np.arange(test.shape[0], dtype=np.int64), np.diff(test.indptr))
-    keys = rows * n_items + test.indices
-    if threshold is not None:
-        keys = keys[test.data >= threshold]
-    t_rows = np.repeat(np.arange(train.shape[0], dtype=np.int64), np.diff(train.indptr))
-    t_keys = t_rows * n_items + train.indices
-    if len(t_keys) and len(keys):
-        pos = np.minimum(np.searchsorted(t_keys, keys), len(t_keys) - 1)
-        keys = keys[t_keys[pos] != keys]
+    keep = test.data >= threshold if threshold is not None else np.ones(test.nnz, bool)
+    # copies: eliminate_zeros compacts index arrays in place, and these are the caller's
+    test = sp.csr_matrix((keep, test.indices.copy(), test.indptr.copy()), test.shape)
+    test.eliminate_zeros()
+    # the sparse elementwise product finds test pairs also seen in training, row by row,
+    # without building keys for the (much larger) training matrix
+    seen = sp.csr_matrix((np.ones(train.nnz, bool), train.indices, train.indptr), train.shape)
+    both = test.multiply(seen).tocsr()
+    both.eliminate_zeros()
+    keys = _keys(test)
+    if both.nnz:
+        drop = _keys(both)
+        pos = np.minimum(np.searchsorted(drop, keys), len(drop) - 1)
+        keys = keys[drop[pos] != keys]
     return keys
+
+
+def _keys(mat: sp.csr_matrix) -> np.ndarray:
+    mat.sort_indices()
+    rows = np.repeat(np.arange(mat.shape[0], dtype=np.int64), np.diff(mat.indptr))
+    return rows * mat.shape[1] + mat.indices
 
 
 def _rows_of(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray):
