@@ -23,6 +23,7 @@ from neuralrec.evaluation import (
     sample_negatives,
 )
 from neuralrec.evaluation.metrics import discounts
+from neuralrec.evaluation.ranking_view import TEST_ITEMS_METRICS
 from neuralrec.models.baselines import Bias, RandomGuess
 
 
@@ -69,6 +70,34 @@ def test_ranking_view_by_hand_with_pessimistic_ties():
         for s in range(40)
     }
     assert seen == {0.5, 1.0}
+
+
+def test_ranking_view_matches_naive_loop_on_random_data():
+    rng = np.random.default_rng(4)
+    users = rng.integers(0, 30, 600)
+    ratings = rng.integers(1, 6, 600).astype(float)
+    scores = rng.integers(0, 4, 600).astype(float)  # many ties
+    ks = (1, 5, 40)
+    res = rank_test_items(users, ratings, scores, ks=ks, metrics=TEST_ITEMS_METRICS)
+    kept = []
+    for u in np.unique(users):
+        r, s = ratings[users == u] >= 4, scores[users == u]
+        if not r.any():
+            continue
+        kept.append(u)
+        j = len(kept) - 1
+        hits = r[np.lexsort((r, -s))]  # pessimistic: relevant after non-relevant among ties
+        for k in ks:
+            h = hits[:k]
+            dcg = (h / np.log2(np.arange(2, len(h) + 2))).sum()
+            got = {name: res.per_user[f"{name}@{k}"][j] for name in TEST_ITEMS_METRICS}
+            assert got["precision"] == pytest.approx(h.sum() / min(k, len(r)))
+            assert got["precision_strict"] == pytest.approx(h.sum() / k)
+            assert got["recall"] == pytest.approx(h.sum() / r.sum())
+            assert got["hit"] == float(h.any())
+            assert got["ndcg"] == pytest.approx(dcg / discounts(min(k, r.sum())).sum())
+            assert got["ndcg_strict"] == pytest.approx(dcg / discounts(k).sum())
+    assert res.users.tolist() == kept
 
 
 def test_rating_metrics_match_sklearn():

@@ -202,3 +202,17 @@ def test_inputs_are_not_modified():
         np.testing.assert_array_equal(m.data, data)
         np.testing.assert_array_equal(m.indices, indices)
         np.testing.assert_array_equal(m.indptr, indptr)
+
+
+def test_random_ties_never_score_below_pessimistic():
+    train, test = make_case(12)
+    scores = np.random.default_rng(12).integers(0, 3, train.shape).astype(np.float32)
+    metrics = ("precision", "recall", "hit", "ndcg", "mrr_full")
+    pess = full_ranking(scorer_of(scores), train, test, ks=(3, 10), metrics=metrics)
+    for seed in range(5):
+        rand = full_ranking(
+            scorer_of(scores), train, test, ks=(3, 10), metrics=metrics, ties="random", seed=seed
+        )
+        for key, v in rand.per_user.items():
+            assert (v >= pess.per_user[key] - 1e-12).all(), key
+    assert rand.values["ndcg@3"] > pess.values["ndcg@3"]

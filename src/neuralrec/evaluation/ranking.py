@@ -180,9 +180,9 @@ class _Batch:
             vals[rows, np.minimum(lengths, vals.shape[1] - 1)] == t
         )
         if extend.any():
-            sub = torch.from_numpy(rows[extend])
-            tt = torch.from_numpy(t[extend]).float()[:, None]
-            n_tied[extend] = (scores[sub] == tt).sum(dim=1).numpy()
+            # numpy counts matches ~10x faster than torch's sum over a bool tensor
+            sub = _take_rows(scores.numpy(), rows[extend])
+            n_tied[extend] = np.count_nonzero(sub == t[extend, None].astype(np.float32), axis=1)
             # masked training items sit at -inf too but are not candidates
             n_tied[extend] -= np.where(np.isneginf(t[extend]), self.n_train[rows[extend]], 0)
         which, s = self._rel_scores(scores, rows)
@@ -199,10 +199,10 @@ class _Batch:
             which, s = self._rel_scores(scores, rows)
             best = np.full(len(rows), -np.inf)
             np.maximum.at(best, which, s)
-            sub = scores[torch.from_numpy(rows)]
-            b_t = torch.from_numpy(best).float()[:, None]
-            greater = (sub > b_t).sum(dim=1).numpy()
-            n_tied = (sub == b_t).sum(dim=1).numpy()
+            sub = _take_rows(scores.numpy(), rows)
+            b_t = best[:, None].astype(np.float32)
+            greater = np.count_nonzero(sub > b_t, axis=1)
+            n_tied = np.count_nonzero(sub == b_t, axis=1)
             n_tied -= np.where(np.isneginf(best), self.n_train[rows], 0)
             n_rel_tied = np.bincount(which, weights=s == best[which], minlength=len(rows))
             rank[rows] = tied_rank(greater, n_tied, n_rel_tied, self.ties, self.rng)
@@ -267,6 +267,11 @@ def _rows_of(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray):
     which = np.repeat(np.arange(len(rows), dtype=np.int64), lens)
     offs = np.arange(int(lens.sum()), dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
     return which, indices[np.repeat(starts, lens) + offs].astype(np.int64)
+
+
+def _take_rows(arr: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``arr[rows]`` for sorted distinct ``rows``, without a copy when they are all rows."""
+    return arr if len(rows) == len(arr) else arr[rows]
 
 
 def _in_list(lengths: np.ndarray, width: int) -> np.ndarray:
