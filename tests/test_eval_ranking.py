@@ -216,3 +216,10 @@ def test_random_ties_never_score_below_pessimistic():
         for key, v in rand.per_user.items():
             assert (v >= pess.per_user[key] - 1e-12).all(), key
     assert rand.values["ndcg@3"] > pess.values["ndcg@3"]
+
+
+def test_no_relevant_test_item_gives_nan_not_an_error():
+    train, test = make_case(13)
+    res = full_ranking(scorer_of(np.zeros(train.shape)), train, test, relevance_threshold=9)
+    assert res.n_users == 0 and res.n_skipped == (np.diff(test.indptr) > 0).sum()
+    assert np.isnan(res.values["ndcg@10"]) and res.values["coverage@10"] == 0.0

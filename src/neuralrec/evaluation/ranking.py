@@ -67,7 +67,7 @@ def full_ranking(
     kmax = max(ks)
     kcap = min(kmax, n_items)
     batch = batch_size or _auto_batch(n_items)
-    per_user: dict[str, list[np.ndarray]] = {}
+    per_user: dict[str, list[np.ndarray]] = {key: [np.zeros(0)] for key in _keys_of(ks, metrics)}
     covered = {k: np.zeros(n_items, dtype=bool) for k in ks}
     for start in range(0, len(users), batch):
         block = users[start : start + batch]
@@ -87,7 +87,7 @@ def full_ranking(
                 p = (pop[out["idx"][:, :kk]] * valid[:, :kk]).sum(axis=1)
                 vals[f"popularity@{k}"] = p / np.maximum(valid[:, :kk].sum(axis=1), 1)
         for key, v in vals.items():
-            per_user.setdefault(key, []).append(v)
+            per_user[key].append(v)
     values = {f"coverage@{k}": float(covered[k].mean()) for k in ks if "coverage" in metrics}
     return ProtocolResult(
         protocol=protocol,
@@ -222,6 +222,12 @@ def _check_args(
     if train.shape != test.shape:
         raise ConfigError(f"train is {train.shape} but test is {test.shape}")
     return ks, tuple(metrics)
+
+
+def _keys_of(ks: tuple[int, ...], metrics: tuple[str, ...]) -> list[str]:
+    """Names of the per-user values, e.g. ``ndcg@10``, in a stable order."""
+    keys = [f"{m}@{k}" for k in ks for m in metrics if m in TOPK_METRICS or m == "popularity"]
+    return keys + (["mrr_full"] if "mrr_full" in metrics else [])
 
 
 def _canonical(mat: sp.spmatrix) -> sp.csr_matrix:
