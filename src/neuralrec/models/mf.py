@@ -137,8 +137,12 @@ class BiasedMF(TorchRecommender):
         nu = np.maximum(train.user_counts(), 1).astype(np.float64)
         ni = np.maximum(train.item_counts(), 1).astype(np.float64)
         self._row_l2 = (
-            torch.tensor(cfg.l2 * nu ** (cfg.reg_exponent - 1), dtype=torch.float32, device=self.device),
-            torch.tensor(cfg.l2 * ni ** (cfg.reg_exponent - 1), dtype=torch.float32, device=self.device),
+            torch.tensor(
+                cfg.l2 * nu ** (cfg.reg_exponent - 1), dtype=torch.float32, device=self.device
+            ),
+            torch.tensor(
+                cfg.l2 * ni ** (cfg.reg_exponent - 1), dtype=torch.float32, device=self.device
+            ),
         )
 
     def _batches(self, train: Interactions) -> BatchSource:
