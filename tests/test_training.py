@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -201,7 +203,7 @@ def test_lr_schedules_change_the_rate(schedule):
     assert lrs[0] == pytest.approx(0.1)
     if schedule != "plateau":  # plateau only drops when the loss stalls
         assert lrs[-1] < 0.1
-    assert all(b <= a + 1e-12 for a, b in zip(lrs, lrs[1:], strict=False))
+    assert all(b <= a + 1e-12 for a, b in itertools.pairwise(lrs))
 
 
 def test_row_sparse_state_round_trips(tmp_path):

@@ -8,7 +8,7 @@ mean (r_ui − r̂_ui)² + λ(‖p_u‖² + ‖q_i‖²) + λ_b(a_u² + b_i²) o
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -123,6 +123,13 @@ class BiasedMF(TorchRecommender):
 
     name = "biased-mf"
     Config = BiasedMFConfig
+    search_space: ClassVar[dict[str, tuple]] = {
+        "factors": ("int", 16, 256, True),
+        "l2": ("float", 0.01, 1.0, True),
+        "bias_l2": ("float", 1e-3, 0.1, True),
+        "lr": ("float", 0.01, 0.2, True),
+        "reg_exponent": ("float", 0.5, 1.0, False),
+    }
 
     def _module_meta(self, train: Interactions, dataset: Any) -> dict[str, Any]:
         return {"n_users": train.n_users, "n_items": train.n_items, "mu": self.global_mean_}

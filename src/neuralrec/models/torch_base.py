@@ -92,6 +92,7 @@ class TorchRecommender(Recommender):
             quiet=quiet,
             description=self.name,
             dist=self.dist,
+            on_epoch_end=getattr(self, "_epoch_callback", None),
         )
         train_module = getattr(self, "train_module_", None)
         self.history_ = trainer.fit(

@@ -42,6 +42,9 @@ class RunConfig(BaseModel):
         None, description="share of all rows carved from training for early stopping"
     )
     keep_cold: bool = False
+    refit: bool = Field(
+        False, description="train on train+validation (after tuning); no early stopping"
+    )
     relevance_threshold: float | None = Field(
         4.0,
         description="ranking metrics count test ratings >= this as relevant; None: every test interaction",
@@ -130,7 +133,7 @@ def train(
     metrics = evaluate_split(recommender, sp, config.relevance_threshold).summary()
     run = Run(config, recommender, ds, sp, metrics, fit_seconds, out_path)
     if out_path is not None:
-        _write_run(run)
+        write_run(run)
         if checkpoints is not None and checkpoints.exists():
             import shutil
 
@@ -155,7 +158,7 @@ def evaluate_split(
     return evaluate(model, sp, protocol=protocols, ks=ks, relevance_threshold=threshold)
 
 
-def _write_run(run: Run) -> None:
+def write_run(run: Run) -> None:
     from neuralrec.models.persistence import save_model
 
     run_info = {
