@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
@@ -44,10 +45,20 @@ def train(
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
     as_json: bool = typer.Option(False, "--json", help="print the test metrics as one JSON object"),
+    device: str = typer.Option(
+        None, "--device", help="cpu, cuda, cuda:N or auto (sets the model's device)"
+    ),
+    nproc: int = typer.Option(
+        None, "--nproc", min=1, help="train data-parallel in N local processes (torchrun)"
+    ),
 ) -> None:
     """Train a model on a dataset split and save the run (resumes if interrupted)."""
+    from neuralrec.training.distributed import env_world, launch, shutdown
     from neuralrec.workflow import RunConfig
     from neuralrec.workflow import train as run_train
+
+    if nproc and nproc > 1 and env_world()[1] == 1:
+        raise typer.Exit(launch(nproc, _without_nproc(sys.argv[1:])))
 
     base = RunConfig.from_file(config).model_dump() if config is not None else {}
     flags = {
@@ -62,10 +73,15 @@ def train(
     }
     merged = {**base, **{k: v for k, v in flags.items() if v is not None}}
     merged["params"] = {**base.get("params", {}), **parse_sets(sets)}
+    if device is not None:
+        merged["params"]["device"] = device
     if not merged.get("model") or not merged.get("dataset"):
         raise ConfigError("train needs MODEL and --dataset (or a --config that names them)")
     cfg = RunConfig.model_validate(merged)
     run = run_train(config=cfg, out=out, quiet=quiet)
+    shutdown()
+    if env_world()[0] != 0:
+        return  # only rank 0 reports
     if as_json:
         echo_json(
             {
@@ -109,3 +125,20 @@ def _print_metrics(metrics: dict[str, float]) -> None:
 def register(app: typer.Typer) -> None:
     app.command("train")(train)
     app.command("evaluate")(evaluate)
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    """The command line minus ``--nproc N`` / ``--nproc=N`` (the children must not relaunch)."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg == "--nproc":
+            skip = True
+            continue
+        if arg.startswith("--nproc="):
+            continue
+        out.append(arg)
+    return out

@@ -123,6 +123,12 @@ def train(
     SplitSpec.parse(config.split)
     ds, sp = load_run_data(config)
     recommender = create(config.model, **config.model_params())
+    from neuralrec.training.distributed import init_from_env
+
+    # under torchrun every rank trains its shard; rank 0 alone evaluates and writes the run
+    dist = init_from_env(getattr(recommender.config, "device", "cpu"))
+    if dist is not None:
+        recommender.dist = dist
     out_path = Path(out) if out is not None else None
     checkpoints = None
     if out_path is not None:
@@ -130,6 +136,8 @@ def train(
     start = time.perf_counter()
     recommender.fit(sp.train, sp.valid, dataset=ds, checkpoint_dir=checkpoints, quiet=quiet)
     fit_seconds = time.perf_counter() - start
+    if dist is not None and not dist.is_main:
+        return Run(config, recommender, ds, sp, {}, fit_seconds, None)
     metrics = evaluate_split(recommender, sp, config.relevance_threshold).summary()
     run = Run(config, recommender, ds, sp, metrics, fit_seconds, out_path)
     if out_path is not None:
