@@ -1,0 +1,216 @@
+"""Load test of ``neuralrec serve``: fixed request rate, fixed duration, loopback only.
+
+Starts the server on a model directory (a subprocess on a free loopback port), then for each
+scenario sends requests at a fixed rate from a bounded asyncio httpx client (open loop: request
+i is due at t0 + i/rate whether or not earlier ones have answered, at most --max-in-flight at
+once). Latency is measured from the time a request was *due*, so a stalled server (or client)
+shows up in the tail instead of silently lowering the rate. Prints a table and writes JSON.
+
+    PYTHONPATH=src python benchmarks/load_test.py --model /tmp/serve-mf --rate 200 --duration 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+SCENARIOS = {
+    "recommend-user": {"user": 1.0},
+    "mix": {"user": 0.6, "similar": 0.2, "history": 0.2},
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(model: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
+    """``neuralrec serve`` in a subprocess (its own interpreter: no GIL shared with the client)."""
+    src = Path(__file__).resolve().parents[1] / "src"
+    env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    cmd = [sys.executable, "-m", "neuralrec", "serve", str(model), "--port", str(port)]
+    cmd += ["--workers", str(workers), "--log-level", "warning"]
+    proc = subprocess.Popen(cmd, env=env)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with status {proc.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    proc.kill()
+    raise SystemExit("server did not become healthy within 120 s")
+
+
+def request_maker(model: Path, mix: dict[str, float], seed: int):
+    """A function returning the next (method, path, json body) of the scenario mix."""
+    ids = json.loads((model / "ids.json").read_text())
+    users, items = ids["users"], ids["items"]
+    rng = random.Random(seed)
+    kinds, weights = list(mix), list(mix.values())
+
+    def make() -> tuple[str, str, Any]:
+        kind = rng.choices(kinds, weights)[0]
+        if kind == "user":
+            return "GET", f"/recommend/{rng.choice(users)}?k=10", None
+        if kind == "similar":
+            return "GET", f"/similar/{rng.choice(items)}?k=10", None
+        liked = rng.sample(items, rng.randint(1, 5))
+        return "POST", "/recommend", {"items": liked, "k": 10}
+
+    return make
+
+
+async def run_scenario(
+    base: str, make, rate: float, duration: float, max_in_flight: int, headers: dict[str, str]
+) -> dict[str, Any]:
+    """Send ``rate`` requests/s for ``duration`` s; latencies (ms) from each request's due time."""
+    latencies: list[float] = []
+    service: list[float] = []
+    errors: dict[str, int] = {}
+    gate = asyncio.Semaphore(max_in_flight)
+    limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight)
+    async with httpx.AsyncClient(
+        base_url=base, limits=limits, timeout=10, headers=headers
+    ) as client:
+
+        async def one(due: float, method: str, path: str, body: Any) -> None:
+            async with gate:
+                sent = time.perf_counter()
+                try:
+                    resp = await client.request(method, path, json=body)
+                    ok = resp.status_code == 200
+                    key = str(resp.status_code)
+                except httpx.HTTPError as exc:
+                    ok, key = False, type(exc).__name__
+                done = time.perf_counter()
+            if ok:
+                latencies.append((done - due) * 1000)
+                service.append((done - sent) * 1000)
+            else:
+                errors[key] = errors.get(key, 0) + 1
+
+        tasks = []
+        n = int(rate * duration)
+        start = time.perf_counter() + 0.05
+        for i in range(n):
+            due = start + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(due, *make())))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - start
+    lat = np.asarray(latencies)
+    svc = np.asarray(service)
+    pct = lambda a, q: round(float(np.percentile(a, q)), 2) if len(a) else None  # noqa: E731
+    return {
+        "requests": n,
+        "ok": len(lat),
+        "errors": errors,
+        "throughput_rps": round(len(lat) / elapsed, 1),
+        "p50_ms": pct(lat, 50),
+        "p90_ms": pct(lat, 90),
+        "p99_ms": pct(lat, 99),
+        "max_ms": round(float(lat.max()), 2) if len(lat) else None,
+        "service_p50_ms": pct(svc, 50),
+        "service_p99_ms": pct(svc, 99),
+    }
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    head = ["scenario", "rate", "ok", "err", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms"]
+    print(" | ".join(f"{h:>14}" if i == 0 else f"{h:>7}" for i, h in enumerate(head)))
+    for r in rows:
+        cells = [r["scenario"], r["rate"], r["ok"], sum(r["errors"].values()), r["throughput_rps"]]
+        cells += [r["p50_ms"], r["p90_ms"], r["p99_ms"], r["max_ms"]]
+        print(" | ".join(f"{c!s:>14}" if i == 0 else f"{c!s:>7}" for i, c in enumerate(cells)))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", type=Path, required=True, help="run or model directory")
+    ap.add_argument("--url", help="an already running server (default: start one on loopback)")
+    ap.add_argument("--rate", type=float, default=200.0, help="requests per second")
+    ap.add_argument("--duration", type=float, default=30.0, help="seconds per scenario")
+    ap.add_argument("--warmup", type=float, default=3.0, help="seconds of untimed load first")
+    ap.add_argument("--scenario", choices=[*SCENARIOS, "all"], default="all")
+    ap.add_argument("--max-in-flight", type=int, default=64)
+    ap.add_argument("--workers", type=int, default=1, help="server worker processes")
+    ap.add_argument("--api-key", default=os.environ.get("NEURALREC_API_KEY"))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "serving.json")
+    args = ap.parse_args()
+
+    proc = None
+    base = args.url
+    if base is None:
+        port = free_port()
+        proc = start_server(args.model, port, args.workers)
+        base = f"http://127.0.0.1:{port}"
+    if not base.startswith(("http://127.", "http://localhost", "http://[::1]")):
+        raise SystemExit("loopback only: --url must point at 127.0.0.1, localhost or [::1]")
+    headers = {"X-API-Key": args.api_key} if args.api_key else {}
+    info = httpx.get(f"{base}/model", headers=headers, timeout=10).json()
+    names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
+    load_before = os.getloadavg()
+    rows = []
+    try:
+        for name in names:
+            make = request_maker(args.model, SCENARIOS[name], args.seed)
+            if args.warmup:
+                asyncio.run(
+                    run_scenario(base, make, args.rate, args.warmup, args.max_in_flight, headers)
+                )
+            res = asyncio.run(
+                run_scenario(base, make, args.rate, args.duration, args.max_in_flight, headers)
+            )
+            rows.append({"scenario": name, "rate": args.rate, "duration_s": args.duration, **res})
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=30)
+    print_table(rows)
+    load_after = os.getloadavg()
+    print(
+        f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} (1 min) on {os.cpu_count()} CPUs"
+    )
+    result = {
+        "model": {
+            k: info.get(k) for k in ("model", "dataset", "n_users", "n_items", "similarity_index")
+        },
+        "server": {"workers": args.workers, "external": args.url is not None},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "loadavg_before": [round(x, 2) for x in load_before],
+            "loadavg_after": [round(x, 2) for x in load_after],
+        },
+        "latency_note": "ms from each request's due time (open loop); service_* from its send time",
+        "scenarios": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
