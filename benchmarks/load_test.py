@@ -1,9 +1,10 @@
 """Load test of ``neuralrec serve``: fixed request rate, fixed duration, loopback only.
 
 Starts the server on a model directory (a subprocess on a free loopback port), then for each
-scenario sends requests at a fixed rate from a bounded asyncio httpx client (open loop: request
-i is due at t0 + i/rate whether or not earlier ones have answered, at most --max-in-flight at
-once). Latency is measured from the time a request was *due*, so a stalled server (or client)
+scenario sends requests at a fixed rate from a bounded asyncio client (open loop: request i is
+due at t0 + i/rate whether or not earlier ones have answered, at most --max-in-flight at once;
+a minimal HTTP/1.1 keep-alive client on asyncio streams, since httpx's own CPU cost per request
+would dominate on a 2-core machine). Latency is measured from the time a request was *due*, so a stalled server (or client)
 shows up in the tail instead of silently lowering the rate. Prints a table and writes JSON.
 
     PYTHONPATH=src python benchmarks/load_test.py --model /tmp/serve-mf --rate 200 --duration 30
@@ -79,6 +80,60 @@ def request_maker(model: Path, mix: dict[str, float], seed: int):
     return make
 
 
+class RawClient:
+    """A minimal HTTP/1.1 keep-alive client on asyncio streams, at most ``size`` connections.
+
+    The load generator must cost far less CPU than the server it measures, on the same cores:
+    httpx spends several ms of CPU per request on this machine, this a small fraction of that.
+    It relies on what the server always sends (a Content-Length, no chunked bodies). Like any
+    keep-alive client, it does not reuse a connection idle long enough for the server to have
+    closed it (uvicorn: 5 s).
+    """
+
+    IDLE_S = 3.0
+
+    def __init__(self, host: str, port: int, size: int, headers: dict[str, str]) -> None:
+        self.host, self.port = host, port
+        self.free: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
+        self.gate = asyncio.Semaphore(size)
+        self.extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+
+    async def request(self, method: str, path: str, body: Any) -> int:
+        """Send one request and read the whole answer; its status code."""
+        async with self.gate:
+            reader, writer = await self._connection()
+            data = b"" if body is None else json.dumps(body).encode()
+            head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n{self.extra}"
+            if body is not None:
+                head += f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+            try:
+                writer.write(head.encode() + b"\r\n" + data)
+                lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+                status = int(lines[0].split()[1])
+                fields = dict(line.lower().split(": ", 1) for line in lines[1:] if ": " in line)
+                await reader.readexactly(int(fields["content-length"]))
+            except BaseException:
+                writer.close()
+                raise
+            if fields.get("connection") == "close":
+                writer.close()
+            else:
+                self.free.append((reader, writer, time.monotonic()))
+            return status
+
+    async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        while self.free:
+            reader, writer, last = self.free.pop()
+            if time.monotonic() - last < self.IDLE_S:
+                return reader, writer
+            writer.close()
+        return await asyncio.open_connection(self.host, self.port)
+
+    def close(self) -> None:
+        for _, writer, _ in self.free:
+            writer.close()
+
+
 async def run_scenario(
     base: str, make, rate: float, duration: float, max_in_flight: int, headers: dict[str, str]
 ) -> dict[str, Any]:
@@ -86,39 +141,35 @@ async def run_scenario(
     latencies: list[float] = []
     service: list[float] = []
     errors: dict[str, int] = {}
-    gate = asyncio.Semaphore(max_in_flight)
-    limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight)
-    async with httpx.AsyncClient(
-        base_url=base, limits=limits, timeout=10, headers=headers
-    ) as client:
+    url = httpx.URL(base)
+    client = RawClient(url.host, url.port or 80, max_in_flight, headers)
 
-        async def one(due: float, method: str, path: str, body: Any) -> None:
-            async with gate:
-                sent = time.perf_counter()
-                try:
-                    resp = await client.request(method, path, json=body)
-                    ok = resp.status_code == 200
-                    key = str(resp.status_code)
-                except httpx.HTTPError as exc:
-                    ok, key = False, type(exc).__name__
-                done = time.perf_counter()
-            if ok:
-                latencies.append((done - due) * 1000)
-                service.append((done - sent) * 1000)
-            else:
-                errors[key] = errors.get(key, 0) + 1
+    async def one(due: float, method: str, path: str, body: Any) -> None:
+        sent = time.perf_counter()
+        try:
+            status = await client.request(method, path, body)
+            key = str(status)
+        except (OSError, asyncio.IncompleteReadError, ValueError, KeyError) as exc:
+            status, key = 0, type(exc).__name__
+        done = time.perf_counter()
+        if status == 200:
+            latencies.append((done - due) * 1000)
+            service.append((done - sent) * 1000)
+        else:
+            errors[key] = errors.get(key, 0) + 1
 
-        tasks = []
-        n = int(rate * duration)
-        start = time.perf_counter() + 0.05
-        for i in range(n):
-            due = start + i / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(due, *make())))
-        await asyncio.gather(*tasks)
-        elapsed = time.perf_counter() - start
+    tasks = []
+    n = int(rate * duration)
+    start = time.perf_counter() + 0.05
+    for i in range(n):
+        due = start + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(due, *make())))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - start
+    client.close()
     lat = np.asarray(latencies)
     svc = np.asarray(service)
     pct = lambda a, q: round(float(np.percentile(a, q)), 2) if len(a) else None  # noqa: E731

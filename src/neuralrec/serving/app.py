@@ -4,8 +4,8 @@ Routes: ``GET /recommend/{user_id}``, ``POST /recommend`` (a visitor's liked ite
 ``GET /similar/{item_id}``, ``GET /items?search=``, ``GET /health``, ``GET /model``,
 ``POST /admin/reload``; the try-it page at ``/`` and OpenAPI docs at ``/docs``.
 
-Every request takes the model snapshot current when it starts (the ``served`` dependency) and
-uses only that, so a reload in the meantime never mixes two models in one answer. Scoring a
+Every request takes the model snapshot current when its handler starts (``served =
+holder.current``, one read) and uses only that, so a reload in the meantime never mixes two models in one answer. Scoring a
 small catalog takes well under a millisecond, less than a hop to the thread pool costs, so it
 runs inline; catalogs of ``thread_items`` items or more are scored in the thread pool, so one
 slow request never stalls the event loop. Reloads always load in the thread pool. Answers are
@@ -13,7 +13,7 @@ serialised once by pydantic (``model_dump_json``), not validated a second time b
 """
 
 # no `from __future__ import annotations`: FastAPI reads the route signatures at runtime, and
-# they use names local to create_app (Served)
+# they use names local to create_app (K)
 import contextlib
 import logging
 import threading
@@ -98,13 +98,8 @@ def create_app(
     )
     app.state.holder = holder
     app.add_exception_handler(RequestValidationError, _invalid_request)
-    auth = [Depends(ApiKeyCheck(api_key))]
-
-    async def served() -> ServedModel:
-        """The model snapshot this request uses from start to finish."""
-        return holder.current
-
-    Served = Annotated[ServedModel, Depends(served)]
+    # the key check is a dependency only when a key is set: each dependency costs every request
+    auth = [Depends(ApiKeyCheck(api_key))] if api_key else []
 
     async def compute(served: ServedModel, fn: Callable[..., T], *args: Any) -> T:
         if served.model.n_items >= thread_items:
@@ -115,20 +110,21 @@ def create_app(
         "/recommend/{user_id}", dependencies=auth, responses=_ERRORS, response_model=Recommendations
     )
     async def recommend_user(
-        served: Served,
         user_id: Annotated[str, PathParam(max_length=200)],
         k: K = 10,
         exclude_seen: bool = True,
     ) -> Response:
         """Top-K items for a user; an unknown user gets popular items, flagged cold_start."""
+        served = holder.current
         items, cold = await compute(served, served.recommend_user, user_id, k, exclude_seen)
         return _json(Recommendations(user=user_id, cold_start=cold, items=items))
 
     @app.post(
         "/recommend", dependencies=auth, responses=_ERRORS, response_model=HistoryRecommendations
     )
-    async def recommend_history(served: Served, body: HistoryRequest) -> Response:
+    async def recommend_history(body: HistoryRequest) -> Response:
         """Top-K for a visitor known only by the items they liked (cold start, no retraining)."""
+        served = holder.current
         if body.ratings is not None and len(body.ratings) != len(body.items):
             raise HTTPException(
                 422,  # (starlette renamed the constant; the number is stable)
@@ -152,10 +148,9 @@ def create_app(
         responses={404: {"model": ErrorResponse, "description": "unknown item"}, **_ERRORS},
         response_model=SimilarItems,
     )
-    async def similar(
-        served: Served, item_id: Annotated[str, PathParam(max_length=200)], k: K = 10
-    ) -> Response:
+    async def similar(item_id: Annotated[str, PathParam(max_length=200)], k: K = 10) -> Response:
         """The K items most similar to an item (cosine in the model's item space)."""
+        served = holder.current
         try:
             item, rows = await compute(served, served.similar, item_id, k)
         except UnknownIdError:
@@ -170,23 +165,24 @@ def create_app(
 
     @app.get("/items", dependencies=auth, responses=_ERRORS, response_model=ItemSearch)
     async def items(
-        served: Served,
         search: Annotated[str, Query(max_length=200, description="part of a title")] = "",
         limit: Annotated[int, Query(ge=1, le=100)] = 20,
     ) -> Response:
         """Items whose title contains ``search`` (case-insensitive), most popular first."""
+        served = holder.current
         hits = await compute(served, served.search, search, limit)
         return _json(ItemSearch(query=search, items=hits))
 
     @app.get("/health")
-    async def health(served: Served) -> Health:
+    async def health() -> Health:
         """Liveness: always open, even with an API key."""
-        return Health(model=served.info.model, loaded_at=served.info.loaded_at)
+        info = holder.current.info
+        return Health(model=info.model, loaded_at=info.loaded_at)
 
     @app.get("/model", dependencies=auth, responses=_ERRORS)
-    async def model_info(served: Served) -> ModelInfo:
+    async def model_info() -> ModelInfo:
         """What is served: model, dataset, test metrics, training time, format version."""
-        return served.info
+        return holder.current.info
 
     @app.post(
         "/admin/reload",

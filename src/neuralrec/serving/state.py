@@ -41,6 +41,8 @@ class ServedModel:
         self.model = model
         # python-native ids and titles, so answers need no numpy conversion per request
         self.item_ids: list[Any] = model.item_ids_.to_list()
+        self.index_of: dict[Any, int] = {raw: i for i, raw in enumerate(self.item_ids)}
+        self._id_dtype = np.int64 if model.item_ids_.is_integer else object
         titles = model.item_titles_
         self.titles: list[str | None] = (
             [None] * len(self.item_ids) if titles is None else [t or None for t in titles]
@@ -92,7 +94,7 @@ class ServedModel:
             raw = model.user_ids_.to_ids([index])[0]
             ids, scores = model.recommend(raw, k, exclude_seen=exclude_seen)
             cold = bool(model.user_counts_[index] == 0)
-            return self.scored(model.item_ids_.to_index(ids), scores), cold
+            return self.scored([self.index_of[i] for i in ids.tolist()], scores), cold
         # Recommender.recommend for one user, minus its batch bookkeeping: one score row,
         # the user's seen items masked from the cached CSR arrays, one top-k
         scores = model.score_users(np.array([index]))[0]
@@ -107,21 +109,29 @@ class ServedModel:
     ) -> tuple[list[ScoredItem], list[Any], list[Any]]:
         """Top-``k`` for a visitor's liked items; returns (rows, known items, unknown items)."""
         model = self.model
-        # JSON may send 7 for a string id "7"; integer maps already accept "7" for 7
-        raw = items if model.item_ids_.is_integer else [str(x) for x in items]
-        idx = model.item_ids_.to_index(np.asarray(raw, dtype=object), missing="ignore")
-        known = idx >= 0
-        used = [x for x, ok in zip(items, known.tolist(), strict=True) if ok]
-        unknown = [x for x, ok in zip(items, known.tolist(), strict=True) if not ok]
+        keys = [self._item_key(x) for x in items]
+        known = [key in self.index_of for key in keys]
+        used = [x for x, ok in zip(items, known, strict=True) if ok]
+        unknown = [x for x, ok in zip(items, known, strict=True) if not ok]
         r = None if ratings is None else np.asarray(ratings, dtype=np.float32)[known]
+        liked = [key for key, ok in zip(keys, known, strict=True) if ok]
         ids, scores = model.recommend_from_history(
-            model.item_ids_.to_ids(idx[known]), k, ratings=r, exclude_seen=exclude_seen
+            np.asarray(liked, dtype=self._id_dtype), k, ratings=r, exclude_seen=exclude_seen
         )
-        return self.scored(model.item_ids_.to_index(ids), scores), used, unknown
+        return self.scored([self.index_of[i] for i in ids.tolist()], scores), used, unknown
+
+    def _item_key(self, raw: Any) -> Any:
+        """A raw id as the catalog spells it (JSON may send "7" for 7, or 7 for "7")."""
+        try:
+            return self.model.item_ids_.coerce(raw)
+        except UnknownIdError:
+            return None
 
     def similar(self, item: str | int, k: int) -> tuple[ItemRef, list[ScoredItem]]:
         """The ``k`` nearest items of a raw item id; UnknownIdError when it is not in the model."""
-        index = self.model.item_ids_.index_of(item)
+        index = self.index_of.get(self._item_key(item))
+        if index is None:
+            raise UnknownIdError(f"unknown item id {item!r}")
         idx, sims = self.similarity.search(index, k)
         return self.ref(index), self.scored(idx, sims)
 
