@@ -132,3 +132,13 @@ def test_the_directory_watch_reloads_new_artifacts_and_refuses_broken_ones(model
         holder = c.app.state.holder
         assert _wait_for(lambda: holder._refused is not None)
         assert seed() == 1 and _top(c) == expected_top(new, 5, 10)
+
+
+def test_odd_run_files_do_not_stop_a_model_from_loading(models, tmp_path):
+    old, _ = models
+    run = write_run(old, tmp_path / "run")
+    (run / "metrics.json").write_text(json.dumps({"rmse": 0.9, "note": "text", "n": 3}))
+    (run / "run.json").write_text("{not json")
+    with TestClient(create_app(run)) as c:
+        info = c.get("/model").json()
+    assert info["metrics"] == {"rmse": 0.9, "n": 3.0} and info["run"] is None

@@ -99,6 +99,8 @@ class ServedModel:
         # the user's seen items masked from the cached CSR arrays, one top-k
         scores = model.score_users(np.array([index]))[0]
         if exclude_seen:
+            # a copy: score_users may return a view of model state (popularity does)
+            scores = scores.clone()
             seen = self._seen_indices[self._seen_indptr[index] : self._seen_indptr[index + 1]]
             scores[torch.from_numpy(seen)] = -torch.inf
         val, idx = torch.topk(scores, min(k, len(scores)))
@@ -169,7 +171,7 @@ def load_served(
             n_users=model.n_users,
             n_items=model.n_items,
             params=model.config.model_dump(mode="json"),
-            metrics=_optional_json(path / "metrics.json"),
+            metrics=_metrics(_optional_json(path / "metrics.json")),
             run=_optional_json(path / "run.json"),
             similarity_index="exact",
             loaded_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -195,6 +197,17 @@ def _optional_json(path: Path) -> Any:
     except (OSError, json.JSONDecodeError) as exc:
         log.warning("ignoring unreadable %s: %s", path, exc)
         return None
+
+
+def _metrics(data: Any) -> dict[str, float] | None:
+    """The numeric entries of metrics.json (it is shown, never needed: odd entries are dropped)."""
+    if not isinstance(data, dict):
+        return None
+    return {
+        str(k): float(v)
+        for k, v in data.items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
 
 
 def _warm_up(served: ServedModel) -> None:
