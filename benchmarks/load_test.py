@@ -187,6 +187,44 @@ async def run_scenario(
     }
 
 
+def tree_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds (user + system) of a process and its descendants, from /proc (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}
+    try:
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue  # a process that just ended
+                stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    except OSError:
+        return None
+    tree, total = {pid}, 0.0
+    for _ in range(4):  # server -> workers -> their threads' processes, if any
+        tree |= {p for p, (ppid, _) in stats.items() if ppid in tree}
+    for p in tree:
+        total += stats.get(p, (0, 0.0))[1]
+    return total
+
+
+def cpu_figures(proc: Any, start: tuple[float | None, float], n: int, wall: float) -> dict:
+    """Server and client CPU per request during a scenario: load-independent cost figures.
+
+    On a shared machine the latencies depend on what else runs; CPU time per request hardly
+    does, and tells how many requests/s a quiet core would carry.
+    """
+    out: dict[str, Any] = {
+        "client_cpu_ms_per_request": round((time.process_time() - start[1]) * 1000 / max(n, 1), 3)
+    }
+    if proc is not None and start[0] is not None:
+        used = (tree_cpu_seconds(proc.pid) or 0.0) - start[0]
+        out["server_cpu_ms_per_request"] = round(used * 1000 / max(n, 1), 3)
+        out["server_cpu_cores"] = round(used / (time.perf_counter() - wall), 3)
+    return out
+
+
 def print_table(rows: list[dict[str, Any]]) -> None:
     head = ["scenario", "rate", "ok", "err", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms"]
     print(" | ".join(f"{h:>14}" if i == 0 else f"{h:>7}" for i, h in enumerate(head)))
@@ -231,20 +269,31 @@ def main() -> None:
                 asyncio.run(
                     run_scenario(base, make, args.rate, args.warmup, args.max_in_flight, headers)
                 )
+            cpu = (tree_cpu_seconds(proc.pid) if proc else None, time.process_time())
+            wall = time.perf_counter()
             res = asyncio.run(
                 run_scenario(base, make, args.rate, args.duration, args.max_in_flight, headers)
             )
+            res.update(cpu_figures(proc, cpu, res["ok"] + sum(res["errors"].values()), wall))
             rows.append({"scenario": name, "rate": args.rate, "duration_s": args.duration, **res})
     finally:
         if proc is not None:
             proc.terminate()
             proc.wait(timeout=30)
     print_table(rows)
+    for r in rows:
+        if "server_cpu_ms_per_request" in r:
+            print(
+                f"{r['scenario']}: server {r['server_cpu_ms_per_request']} ms CPU per request "
+                f"({r['server_cpu_cores']} cores busy), client {r['client_cpu_ms_per_request']} ms"
+            )
     load_after = os.getloadavg()
     print(
         f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} (1 min) on {os.cpu_count()} CPUs"
     )
     result = {
+        "command": " ".join(["python", *sys.argv]),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "model": {
             k: info.get(k) for k in ("model", "dataset", "n_users", "n_items", "similarity_index")
         },
