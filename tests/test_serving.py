@@ -194,3 +194,21 @@ def test_docs_page_and_static_files(client):
     page = client.get("/")
     assert page.status_code == 200 and 'id="search"' in page.text
     assert client.get("/static/app.js").status_code == 200
+
+
+def test_every_answer_matches_its_documented_schema(client):
+    from neuralrec.serving import schemas
+
+    checks = [
+        (client.get("/recommend/5"), schemas.Recommendations),
+        (client.get("/recommend/nobody"), schemas.Recommendations),
+        (client.post("/recommend", json={"items": [1, "x"]}), schemas.HistoryRecommendations),
+        (client.get("/similar/1"), schemas.SimilarItems),
+        (client.get("/items?search=toy"), schemas.ItemSearch),
+        (client.get("/health"), schemas.Health),
+        (client.get("/model"), schemas.ModelInfo),
+        (client.get("/similar/nope"), schemas.ErrorResponse),
+        (client.get("/recommend/5?k=0"), schemas.ErrorResponse),
+    ]
+    for res, schema in checks:
+        schema.model_validate(res.json())  # extra="forbid": no undocumented fields either

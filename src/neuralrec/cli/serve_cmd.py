@@ -21,7 +21,7 @@ def serve(
         None,
         "--api-key",
         envvar="NEURALREC_API_KEY",
-        help="require this key (X-API-Key or Bearer) on every route but /health",
+        help="require this key (X-API-Key or Bearer) on every data route; /health, the page and /docs stay open (prefer the env var: arguments show in ps)",
         show_default=False,
     ),
     workers: int = typer.Option(
