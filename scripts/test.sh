@@ -4,6 +4,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/env.sh" "all,dev"
 cd "$ROOT"
+# Debian's chromium for tests/test_browser.py (apt-get, only when missing); if it cannot be
+# installed the browser test says why (skip where apt-get is not allowed, fail otherwise)
+bash scripts/install_browser.sh || echo "warning: chromium install failed" >&2
 ruff check src tests benchmarks
 ruff format --check src tests benchmarks
 python -m pytest -q "$@"

@@ -137,7 +137,9 @@ def load_model(path: str | Path) -> Recommender:
         state = _read_json(path / "state.json")
         history = _read_json(path / "history.json") if (path / "history.json").exists() else []
         with safe_open(str(path / "weights.safetensors"), framework="pt") as fh:
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 - safe_open API
+            # copies: get_tensor maps the file, and a file overwritten in place under a mapped
+            # tensor kills the process with SIGBUS (a server must outlive a bad copy)
+            tensors = {k: fh.get_tensor(k).clone() for k in fh.keys()}  # noqa: SIM118
     except ArtifactError:
         raise
     except Exception as exc:
