@@ -17,6 +17,7 @@ half an artifact.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -81,13 +82,21 @@ def write_model_files(model: Recommender, directory: Path) -> None:
     )
 
 
-def save_model(model: Recommender, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
-    """Save ``model`` (and JSON documents in ``extra``, by file name) atomically to ``path``."""
+def save_model(
+    model: Recommender,
+    path: str | Path,
+    extra: dict[str, Any] | None = None,
+    writer: Callable[[Path], None] | None = None,
+) -> Path:
+    """Save ``model`` atomically to ``path``, with JSON documents in ``extra`` (by file name)
+    and whatever ``writer`` adds to the directory before it is swapped into place."""
     path = Path(path)
     with atomic_directory(path) as tmp:
         write_model_files(model, tmp)
         for name, obj in (extra or {}).items():
             write_json(tmp / name, obj)
+        if writer is not None:
+            writer(tmp)
     return path
 
 
