@@ -44,7 +44,9 @@ class NegativeSampler:
         alpha: float = 1.0,
     ) -> None:
         if distribution not in ("uniform", "popularity"):
-            raise ConfigError(f"unknown negative distribution {distribution!r} (uniform, popularity)")
+            raise ConfigError(
+                f"unknown negative distribution {distribution!r} (uniform, popularity)"
+            )
         csr = train.tocsr("ones") if isinstance(train, Interactions) else sp.csr_matrix(train)
         csr.sum_duplicates()
         csr.sort_indices()

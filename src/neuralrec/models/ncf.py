@@ -155,7 +155,10 @@ class _NCF(TorchRecommender):
     def predict_idx(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         u = torch.as_tensor(np.asarray(users, dtype=np.int64), device=self.device)
         i = torch.as_tensor(np.asarray(items, dtype=np.int64), device=self.device)
-        out = [self.module_(u[s : s + 65536], i[s : s + 65536, None])[:, 0] for s in range(0, len(u), 65536)]
+        out = [
+            self.module_(u[s : s + 65536], i[s : s + 65536, None])[:, 0]
+            for s in range(0, len(u), 65536)
+        ]
         return torch.cat(out).float().cpu().numpy() if out else np.zeros(0, np.float32)
 
     def item_vectors(self) -> np.ndarray:

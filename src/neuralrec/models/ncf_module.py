@@ -9,9 +9,13 @@ items instead of once per (user, item) pair.
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from neuralrec.models.ncf_fused import FusedHead
 
 #: (users x items x width) floats per chunk when scoring every item through the tower
 _SCORE_CHUNK = 1 << 23
@@ -40,7 +44,7 @@ class NCFModule(nn.Module):
         self.item = nn.Embedding(n_items, width, sparse=True)
         nn.init.normal_(self.user.weight, 0.0, init_std)
         nn.init.normal_(self.item.weight, 0.0, init_std)
-        self.tower = nn.ModuleList(nn.Linear(a, b) for a, b in zip(layers[:-1], layers[1:]))
+        self.tower = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(layers))
         for layer in self.tower:
             nn.init.xavier_uniform_(layer.weight)
             nn.init.zeros_(layer.bias)
@@ -52,10 +56,30 @@ class NCFModule(nn.Module):
 
     # ------------------------------------------------------------------ scoring
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """Scores (B, m) of ``users`` (B,) against ``items`` (B, m) (a positive and negatives)."""
+        """Scores (B, m) of ``users`` (B,) against ``items`` (B, m) (a positive and negatives).
+
+        With gradients on, the head runs as one fused autograd node (:class:`FusedHead`):
+        same values and gradients as the layer-by-layer graph, a third of the autograd work.
+        """
         ue = self.user(users)
         ie = self.item(items)
-        return self._head(ue, ie, None)
+        if not torch.is_grad_enabled():
+            return self._head(ue, ie, None)
+        params = [self.out.weight, self.out.bias]
+        for layer in self.tower:
+            params += [layer.weight, layer.bias]
+        mask_seed = None
+        if self.training and self.dropout:
+            mask_seed = int(torch.randint(0, 2**62, (1,)))
+        return FusedHead.apply(
+            ue,
+            ie,
+            self.gmf_dim,
+            self.dropout if self.training else 0.0,
+            mask_seed,
+            float(self.mu),
+            *params,
+        )
 
     def score_all(self, users: torch.Tensor) -> torch.Tensor:
         """Scores of every item for ``users``: (len(users), n_items)."""
@@ -107,9 +131,7 @@ class NCFModule(nn.Module):
 
     # ------------------------------------------------------------------ pretraining
     @torch.no_grad()
-    def load_parts(
-        self, gmf: NCFModule | None, mlp: NCFModule | None, alpha: float | None
-    ) -> None:
+    def load_parts(self, gmf: NCFModule | None, mlp: NCFModule | None, alpha: float | None) -> None:
         """Copy a trained GMF and/or MLP into this NeuMF; the head becomes
         [α h_GMF; (1 − α) h_MLP] with bias α b_GMF + (1 − α) b_MLP (both given) or keeps
         the pretrained part's head as is (one given)."""

@@ -27,7 +27,8 @@ class ImplicitTrainConfig(TrainConfig):
     """Training options of models that can learn from ratings (mse) or implicit feedback."""
 
     loss: Literal["mse", "bce", "bpr"] = Field(
-        "bce", description="mse on ratings; bce (pointwise) or bpr (pairwise) with sampled negatives"
+        "bce",
+        description="mse on ratings; bce (pointwise) or bpr (pairwise) with sampled negatives",
     )
     negatives: int = Field(4, ge=1, description="sampled negatives per positive (bce, bpr)")
     neg_sampling: Literal["uniform", "popularity"] = Field(
