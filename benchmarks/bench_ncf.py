@@ -1,0 +1,364 @@
+"""Implicit-feedback benchmarks (issue 5): full ranking, the NCF protocol, speed, RecBole beside.
+
+Pieces (``--only full,recbole,speed,loo,loo1m``; default: all):
+
+- ``full``: MovieLens 100K, every rating an interaction, ``user-random:0.1`` with
+  ``valid_fraction=0.1`` (80/10/10 as RecBole), seeds 0-2. Each model early-stops on validation
+  NDCG@10; test metrics rank all items outside train + validation (``split.train_full``).
+- ``recbole``: RecBole 1.2.1 on the very same splits (exported as atomic files, read through its
+  ``benchmark_filename`` option), run in its own venv (``--recbole-python``).
+- ``speed``: seconds per training epoch of ``neumf`` at RecBole's NeuMF settings (1 negative,
+  2048 scored pairs per batch, embeddings 64, MLP [128, 64], dropout 0.1, Adam 1e-3) and
+  RecBole's NeuMF, back to back on the same split, with their test metrics.
+- ``loo`` / ``loo1m``: the NCF protocol, leave-one-out (100K: latest rating by time; 1M triples:
+  one random rating per user, seeded; the one before it is validation), each test item ranked
+  against 100 sampled unseen items; GMF, MLP, NeuMF with and without pretraining, popularity.
+
+Results are merged into ``--out`` (benchmarks/results/ncf.json) piece by piece, so pieces can
+be run separately. Timings on a shared 2-core machine are noisy: compare within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from neuralrec.data import load_dataset
+from neuralrec.data.interactions import Interactions
+from neuralrec.data.splits import Split, split
+from neuralrec.evaluation import evaluate
+from neuralrec.models import create
+
+HERE = Path(__file__).resolve().parent
+FULL_METRICS = ["recall", "ndcg", "hit", "precision", "mrr"]
+#: display name -> (registry name, hyperparameters); everything else is the model's default
+FULL_MODELS: dict[str, tuple[str, dict[str, Any]]] = {
+    "popularity": ("popularity", {}),
+    "item-knn": ("item-knn", {}),
+    "ease": ("ease", {}),
+    "biased-mf (bpr)": ("biased-mf", {"loss": "bpr"}),
+    "gmf": ("gmf", {}),
+    "mlp": ("mlp", {}),
+    "neumf": ("neumf", {}),
+}
+#: RecBole's NeuMF defaults in our terms: batch_size counts positives (1024 + 1024 negatives)
+RECBOLE_NEUMF = {
+    "factors": 64,
+    "layers": (128, 128, 64),
+    "dropout": 0.1,
+    "negatives": 1,
+    "batch_size": 1024,
+    "optimizer": "adam",
+    "lr": 1e-3,
+    "weight_decay": 0.0,
+    "epochs": 300,
+    "patience": 10,
+}
+RECBOLE_MODELS = ("NeuMF", "BPR", "EASE", "ItemKNN")
+REFERENCE = {  # shared/ANCHORS.md, RecBole 1.2.1 on its own split, seed 2020
+    "full": {"ease": 0.330, "bpr": 0.293, "item-knn": 0.284, "neumf": 0.278, "popularity": 0.142},
+    "loo100k": {"neumf (4 neg)": [0.656, 0.388], "bpr": [0.659, 0.374]},
+    "loo1m_ncf_paper": {"neumf": [0.730, 0.447]},
+}
+
+
+def fit_and_score(
+    name: str, params: dict[str, Any], parts: Split, protocol: str, seed: int
+) -> dict[str, Any]:
+    """Fit on train (validation for early stopping), score the test part once."""
+    model = create(name, **{**params, "seed": seed})
+    valid_cpu = _time_validation(model)
+    start, cpu = time.perf_counter(), time.process_time()
+    model.fit(parts.train, parts.valid)
+    fit_s = time.perf_counter() - start
+    train_cpu = time.process_time() - cpu - valid_cpu[0]
+    if protocol == "full":
+        res = evaluate(model, parts, metrics=FULL_METRICS, ks=(10,))
+    else:
+        res = evaluate(model, parts, protocol="sampled", n_negatives=100, seed=seed, ks=(10,))
+    values = {k.split("/", 1)[1]: round(v, 5) for k, v in res.summary().items()}
+    hist = getattr(model, "history_", [])
+    row = {"metrics": values, "fit_seconds": round(fit_s, 2), "epochs": len(hist)}
+    if hist:
+        row["sec_per_epoch"] = round(float(np.mean([h["seconds"] for h in hist])), 3)
+        # CPU seconds of training per epoch (fit minus validation): steadier than wall time
+        # on a shared machine
+        row["cpu_sec_per_epoch"] = round(train_cpu / len(hist), 3)
+        row["best_epoch"] = hist[-1].get("best_epoch")
+    return {"row": row, "model": model}
+
+
+def _time_validation(model: Any) -> list[float]:
+    """Instrument the model's per-epoch validation to count its CPU seconds (benchmark only)."""
+    spent = [0.0]
+    make = getattr(model, "_validator", None)
+    if make is None:
+        return spent
+
+    def timed_validator(train: Interactions, valid: Interactions) -> Any:
+        run = make(train, valid)
+
+        def timed() -> Any:
+            start = time.process_time()
+            out = run()
+            spent[0] += time.process_time() - start
+            return out
+
+        return timed
+
+    model._validator = timed_validator
+    return spent
+
+
+def summarise(per_seed: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Mean and standard deviation over seeds of every metric and timing."""
+    out = {}
+    for name, rows in per_seed.items():
+        keys = rows[0]["metrics"].keys()
+        out[name] = {
+            "mean": {k: round(float(np.mean([r["metrics"][k] for r in rows])), 4) for k in keys},
+            "std": {k: round(float(np.std([r["metrics"][k] for r in rows])), 4) for k in keys},
+            "sec_per_epoch": _mean_of(rows, "sec_per_epoch"),
+            "fit_seconds": _mean_of(rows, "fit_seconds"),
+            "runs": rows,
+        }
+    return out
+
+
+def _mean_of(rows: list[dict[str, Any]], key: str) -> float | None:
+    vals = [r[key] for r in rows if r.get(key) is not None]
+    return round(float(np.mean(vals)), 3) if vals else None
+
+
+def ml100k_split(seed: int) -> Split:
+    data = load_dataset("ml-100k").interactions
+    return split(data, "user-random:0.1", seed=seed, valid_fraction=0.1)
+
+
+# ---------------------------------------------------------------------------- pieces
+def piece_full(seeds: list[int], models: list[str]) -> dict[str, Any]:
+    per_seed: dict[str, list[dict[str, Any]]] = {m: [] for m in models}
+    for seed in seeds:
+        parts = ml100k_split(seed)
+        for label in models:
+            name, params = FULL_MODELS[label]
+            row = fit_and_score(name, params, parts, "full", seed)["row"]
+            per_seed[label].append(row)
+            log(f"full seed {seed} {label}: {row['metrics']} ({row['fit_seconds']} s)")
+    return {
+        "protocol": "full ranking, ML-100K user-random:0.1 valid 0.1",
+        "seeds": seeds,
+        "models": summarise(per_seed),
+    }
+
+
+def piece_recbole(seeds: list[int], python: str, models: list[str]) -> dict[str, Any]:
+    per_seed: dict[str, list[dict[str, Any]]] = {m: [] for m in models}
+    for seed in seeds:
+        parts = ml100k_split(seed)
+        for model in models:
+            res = run_recbole(python, model, parts, seed)
+            row = {
+                "metrics": {k: round(v, 5) for k, v in res["test"].items()},
+                "sec_per_epoch": res["sec_per_epoch"] and round(res["sec_per_epoch"], 3),
+                "fit_seconds": round(res["fit_seconds"], 2),
+                "epochs": res["epochs_run"],
+            }
+            per_seed[model].append(row)
+            log(f"recbole seed {seed} {model}: {row['metrics']} ({row['fit_seconds']} s)")
+    return {
+        "protocol": "RecBole 1.2.1 on the same splits",
+        "seeds": seeds,
+        "models": summarise(per_seed),
+    }
+
+
+def piece_speed(seeds: list[int], python: str) -> dict[str, Any]:
+    runs = []
+    for seed in seeds:
+        parts = ml100k_split(seed)
+        ours = fit_and_score("neumf", RECBOLE_NEUMF, parts, "full", seed)["row"]
+        theirs = run_recbole(python, "NeuMF", parts, seed)
+        runs.append(
+            {
+                "seed": seed,
+                "neuralrec": ours,
+                "recbole": {
+                    "metrics": {k: round(v, 5) for k, v in theirs["test"].items()},
+                    "sec_per_epoch": round(theirs["sec_per_epoch"], 3),
+                    "cpu_sec_per_epoch": round(theirs["cpu_sec_per_epoch"], 3),
+                    "epochs": theirs["epochs_run"],
+                },
+                "speedup": round(theirs["sec_per_epoch"] / ours["sec_per_epoch"], 2),
+                "speedup_cpu": round(theirs["cpu_sec_per_epoch"] / ours["cpu_sec_per_epoch"], 2),
+            }
+        )
+        log(
+            f"speed seed {seed}: ours {ours['sec_per_epoch']} s/epoch ndcg "
+            f"{ours['metrics']['ndcg@10']}, recbole {theirs['sec_per_epoch']:.3f} s/epoch ndcg "
+            f"{theirs['test']['ndcg@10']:.4f}"
+        )
+    return {
+        "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in RECBOLE_NEUMF.items()},
+        "threads": 1,
+        "runs": runs,
+        "mean_speedup": round(float(np.mean([r["speedup"] for r in runs])), 2),
+        "mean_speedup_cpu": round(float(np.mean([r["speedup_cpu"] for r in runs])), 2),
+    }
+
+
+def piece_loo(dataset: str, seeds: list[int], max_epochs: int | None) -> dict[str, Any]:
+    data = load_dataset(dataset).interactions
+    per_seed: dict[str, list[dict[str, Any]]] = {}
+    cap = {} if max_epochs is None else {"epochs": max_epochs}
+    for seed in seeds:
+        parts = split(data, "leave-one-out", seed=seed, valid_fraction=0.1)
+        with tempfile.TemporaryDirectory() as tmp:
+            plan: list[tuple[str, str, dict[str, Any]]] = [
+                ("popularity", "popularity", {}),
+                ("biased-mf (bpr)", "biased-mf", {"loss": "bpr", **cap}),
+                ("gmf", "gmf", cap),
+                ("mlp", "mlp", cap),
+                ("neumf", "neumf", cap),
+                (
+                    "neumf (pretrained)",
+                    "neumf",
+                    {
+                        **cap,
+                        "pretrained_gmf": f"{tmp}/gmf",
+                        "pretrained_mlp": f"{tmp}/mlp",
+                    },
+                ),
+            ]
+            for label, name, params in plan:
+                out = fit_and_score(name, params, parts, "sampled", seed)
+                if label in ("gmf", "mlp"):
+                    out["model"].save(f"{tmp}/{label}")
+                per_seed.setdefault(label, []).append(out["row"])
+                log(f"loo {dataset} seed {seed} {label}: {out['row']['metrics']}")
+    return {
+        "protocol": "leave-one-out ("
+        + ("latest by time" if data.timestamps is not None else "one random rating per user")
+        + "), 100 sampled negatives",
+        "dataset": dataset,
+        "seeds": seeds,
+        "max_epochs": max_epochs,
+        "models": summarise(per_seed),
+    }
+
+
+# ---------------------------------------------------------------------------- RecBole
+def run_recbole(python: str, model: str, parts: Split, seed: int) -> dict[str, Any]:
+    """Write the split as RecBole atomic files and run recbole_runner.py in RecBole's venv."""
+    with tempfile.TemporaryDirectory() as tmp:
+        name = "nrsplit"
+        folder = Path(tmp) / name
+        folder.mkdir()
+        for part, inter in (("train", parts.train), ("valid", parts.valid), ("test", parts.test)):
+            write_atomic(folder / f"{name}.{part}.inter", inter)
+        out = Path(tmp) / "result.json"
+        cmd = [
+            python,
+            str(HERE / "recbole_runner.py"),
+            model,
+            tmp,
+            name,
+            "--seed",
+            str(seed),
+            "--out",
+            str(out),
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
+        if proc.returncode != 0:
+            raise RuntimeError(f"RecBole {model} failed:\n{proc.stderr[-3000:]}")
+        return json.loads(out.read_text())
+
+
+def write_atomic(path: Path, inter: Interactions) -> None:
+    """RecBole's .inter format: a typed header, then tab-separated raw ids."""
+    users = inter.user_ids.to_ids(inter.users)
+    items = inter.item_ids.to_ids(inter.items)
+    with open(path, "w") as fh:
+        fh.write("user_id:token\titem_id:token\n")
+        fh.writelines(f"{u}\t{i}\n" for u, i in zip(users, items, strict=True))
+
+
+# ---------------------------------------------------------------------------- main
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", default="full,recbole,speed,loo,loo1m")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--models", default=",".join(FULL_MODELS), help="models of the full piece")
+    ap.add_argument("--recbole-models", default=",".join(RECBOLE_MODELS))
+    ap.add_argument(
+        "--recbole-python",
+        default=os.environ.get("RECBOLE_PYTHON", "/work/venv-recbole/bin/python"),
+    )
+    ap.add_argument("--loo1m-max-epochs", type=int, default=20)
+    ap.add_argument("--out", default=str(HERE / "results" / "ncf.json"))
+    args = ap.parse_args()
+    torch.set_num_threads(1)  # as the RecBole anchors: one thread, comparable timings
+    seeds = [int(s) for s in args.seeds.split(",")]
+    out_path = Path(args.out)
+    for piece in args.only.split(","):
+        start = time.perf_counter()
+        if piece == "full":
+            res = piece_full(seeds, args.models.split(","))
+        elif piece == "recbole":
+            res = piece_recbole(seeds, args.recbole_python, args.recbole_models.split(","))
+        elif piece == "speed":
+            res = piece_speed(seeds[:1], args.recbole_python)
+        elif piece == "loo":
+            res = piece_loo("ml-100k", seeds, None)
+        elif piece == "loo1m":
+            res = piece_loo("ml-1m-triples", seeds[:1], args.loo1m_max_epochs)
+        else:
+            raise SystemExit(f"unknown piece {piece!r}")
+        res["command"] = " ".join(["python", *sys.argv])
+        res["seconds"] = round(time.perf_counter() - start, 1)
+        res["when"] = time.strftime("%Y-%m-%d %H:%M:%S")
+        # re-read right before writing: pieces may run in parallel processes
+        results = json.loads(out_path.read_text()) if out_path.exists() else {}
+        results["reference"] = REFERENCE
+        results[piece] = res
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(json.dumps(results, indent=1))
+        print_table(piece, res)
+
+
+def print_table(piece: str, res: dict[str, Any]) -> None:
+    if piece == "speed":
+        for r in res["runs"]:
+            print(
+                f"speed seed {r['seed']}: neuralrec {r['neuralrec']['sec_per_epoch']} s/epoch "
+                f"({r['neuralrec']['cpu_sec_per_epoch']} CPU s), RecBole "
+                f"{r['recbole']['sec_per_epoch']} s/epoch ({r['recbole']['cpu_sec_per_epoch']} "
+                f"CPU s): x{r['speedup']} wall, x{r['speedup_cpu']} CPU; NDCG@10 "
+                f"{r['neuralrec']['metrics']['ndcg@10']} vs {r['recbole']['metrics']['ndcg@10']}"
+            )
+        return
+    models = res["models"]
+    keys = list(next(iter(models.values()))["mean"])
+    print(f"\n{piece}: {res.get('protocol', '')} (seeds {res.get('seeds')})")
+    print(f"{'model':22s}" + "".join(f"{k:>14s}" for k in keys) + f"{'s/epoch':>10s}")
+    for name, m in models.items():
+        cells = "".join(f"{m['mean'][k]:>8.4f}±{m['std'][k]:.3f}" for k in keys)
+        print(f"{name:22s}{cells}{m['sec_per_epoch'] or '-':>10}")
+
+
+if __name__ == "__main__":
+    main()
