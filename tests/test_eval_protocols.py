@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy import stats
 from sklearn.metrics import mean_absolute_error, mean_squared_error, roc_auc_score
 
-from neuralrec.data import split
+from neuralrec.data import Interactions, split
 from neuralrec.errors import ConfigError
 from neuralrec.evaluation import (
     evaluate,
@@ -19,6 +23,7 @@ from neuralrec.evaluation import (
     sample_negatives,
 )
 from neuralrec.evaluation.metrics import discounts
+from neuralrec.evaluation.ranking_view import TEST_ITEMS_METRICS
 from neuralrec.models.baselines import Bias, RandomGuess
 
 
@@ -65,6 +70,34 @@ def test_ranking_view_by_hand_with_pessimistic_ties():
         for s in range(40)
     }
     assert seen == {0.5, 1.0}
+
+
+def test_ranking_view_matches_naive_loop_on_random_data():
+    rng = np.random.default_rng(4)
+    users = rng.integers(0, 30, 600)
+    ratings = rng.integers(1, 6, 600).astype(float)
+    scores = rng.integers(0, 4, 600).astype(float)  # many ties
+    ks = (1, 5, 40)
+    res = rank_test_items(users, ratings, scores, ks=ks, metrics=TEST_ITEMS_METRICS)
+    kept = []
+    for u in np.unique(users):
+        r, s = ratings[users == u] >= 4, scores[users == u]
+        if not r.any():
+            continue
+        kept.append(u)
+        j = len(kept) - 1
+        hits = r[np.lexsort((r, -s))]  # pessimistic: relevant after non-relevant among ties
+        for k in ks:
+            h = hits[:k]
+            dcg = (h / np.log2(np.arange(2, len(h) + 2))).sum()
+            got = {name: res.per_user[f"{name}@{k}"][j] for name in TEST_ITEMS_METRICS}
+            assert got["precision"] == pytest.approx(h.sum() / min(k, len(r)))
+            assert got["precision_strict"] == pytest.approx(h.sum() / k)
+            assert got["recall"] == pytest.approx(h.sum() / r.sum())
+            assert got["hit"] == float(h.any())
+            assert got["ndcg"] == pytest.approx(dcg / discounts(min(k, r.sum())).sum())
+            assert got["ndcg_strict"] == pytest.approx(dcg / discounts(k).sum())
+    assert res.users.tolist() == kept
 
 
 def test_rating_metrics_match_sklearn():
@@ -177,3 +210,25 @@ def test_paired_test_on_errors_and_protocol_labels(setup):
     sampled = evaluate(bias, sp_, protocol="sampled")
     with pytest.raises(ConfigError, match="protocol"):
         paired_test(full.result(), sampled.result(), "hit@10")
+
+
+@pytest.mark.realdata
+def test_most_popular_reproduces_the_anchor_on_ml_latest_small():
+    """ANCHORS.md: ml-latest-small random 80/20 (seed 42), relevant = test rating >= 4, full
+    ranking over all 9066 movies: most-popular P@10 0.109, NDCG@10 0.138 (the anchor breaks
+    equal counts by ascending movieId, so this scorer does too)."""
+    home = os.environ.get("NEURALREC_DATA_HOME")
+    path = Path(home or "") / "ml-latest-small" / "ratings.csv"
+    if not home or not path.is_file():
+        pytest.skip("ml-latest-small not found: set NEURALREC_DATA_HOME")
+    frame = pd.read_csv(path, usecols=[0, 1, 2, 3]).rename(
+        columns={"userId": "user", "movieId": "item"}
+    )
+    sp_ = split(Interactions.from_frame(frame), "random:0.2", seed=42, keep_cold=True)
+    counts = sp_.train.item_counts().astype(np.float64)
+    by_count_then_id = torch.from_numpy(counts - np.arange(len(counts)) / len(counts) / 2)
+    model = type("Pop", (), {"score_users": lambda self, u: by_count_then_id.expand(len(u), -1)})()
+    res = evaluate(model, sp_, ks=(10,), relevance_threshold=4, metrics=("precision", "ndcg"))
+    assert res.value("precision", 10) == pytest.approx(0.109, abs=5e-4)
+    assert res.value("ndcg", 10) == pytest.approx(0.138, abs=5e-4)
+    assert res.table["n_users"].iloc[0] == 649

@@ -192,3 +192,34 @@ def test_summary_keys_used_by_the_trainer():
     )
     assert set(res.summary()) == {"ndcg@10", "recall@10"}
     assert res.protocol == "full"
+
+
+def test_inputs_are_not_modified():
+    train, test = make_case(11)
+    copies = [(m.data.copy(), m.indices.copy(), m.indptr.copy()) for m in (train, test)]
+    full_ranking(scorer_of(np.zeros(train.shape)), train, test, relevance_threshold=4)
+    for m, (data, indices, indptr) in zip((train, test), copies, strict=True):
+        np.testing.assert_array_equal(m.data, data)
+        np.testing.assert_array_equal(m.indices, indices)
+        np.testing.assert_array_equal(m.indptr, indptr)
+
+
+def test_random_ties_never_score_below_pessimistic():
+    train, test = make_case(12)
+    scores = np.random.default_rng(12).integers(0, 3, train.shape).astype(np.float32)
+    metrics = ("precision", "recall", "hit", "ndcg", "mrr_full")
+    pess = full_ranking(scorer_of(scores), train, test, ks=(3, 10), metrics=metrics)
+    for seed in range(5):
+        rand = full_ranking(
+            scorer_of(scores), train, test, ks=(3, 10), metrics=metrics, ties="random", seed=seed
+        )
+        for key, v in rand.per_user.items():
+            assert (v >= pess.per_user[key] - 1e-12).all(), key
+    assert rand.values["ndcg@3"] > pess.values["ndcg@3"]
+
+
+def test_no_relevant_test_item_gives_nan_not_an_error():
+    train, test = make_case(13)
+    res = full_ranking(scorer_of(np.zeros(train.shape)), train, test, relevance_threshold=9)
+    assert res.n_users == 0 and res.n_skipped == (np.diff(test.indptr) > 0).sum()
+    assert np.isnan(res.values["ndcg@10"]) and res.values["coverage@10"] == 0.0

@@ -166,13 +166,15 @@ def _rating(model, test, metrics, positive_threshold) -> ProtocolResult:
 def predict_pairs(
     model: Any, users: np.ndarray, items: np.ndarray, batch_size: int | None = None
 ) -> np.ndarray:
-    """Scores of (user, item) index pairs: ``model.predict_idx`` when the model has it,
-    otherwise gathered from ``score_users`` rows, a batch of users at a time."""
+    """Scores of (user, item) index pairs: ``model.score_pairs`` when the model has it (served
+    predictions: fallbacks for users/items unseen in training, clipped to the rating scale), else
+    ``model.predict_idx``, else gathered from ``score_users`` rows, a batch of users at a time."""
     users = np.asarray(users, np.int64)
     items = np.asarray(items, np.int64)
-    if hasattr(model, "predict_idx"):
+    pair_fn = getattr(model, "score_pairs", None) or getattr(model, "predict_idx", None)
+    if pair_fn is not None:
         out = [
-            np.asarray(model.predict_idx(users[s : s + 1_000_000], items[s : s + 1_000_000]))
+            np.asarray(pair_fn(users[s : s + 1_000_000], items[s : s + 1_000_000]))
             for s in range(0, len(users), 1_000_000)
         ]
         return np.concatenate(out).astype(np.float64) if out else np.zeros(0)

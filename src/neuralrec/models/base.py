@@ -95,6 +95,11 @@ class Recommender:
         self.item_popularity_: np.ndarray = train.item_counts().astype(np.float32)
         self.user_counts_: np.ndarray = train.user_counts().astype(np.int64)
         self.global_mean_: float = float(train.ratings.mean()) if train.ratings is not None else 0.0
+        self.rating_range_: tuple[float, float] | None = (
+            (float(train.ratings.min()), float(train.ratings.max()))
+            if train.ratings is not None and len(train)
+            else None
+        )
         titles = dataset.item_titles() if dataset is not None else None
         self.item_titles_: list[str] | None = None if titles is None else [str(t) for t in titles]
         self.dataset_name_: str = dataset.name if dataset is not None else ""

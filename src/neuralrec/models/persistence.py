@@ -64,7 +64,12 @@ def write_model_files(model: Recommender, directory: Path) -> None:
     )
     write_json(
         directory / "state.json",
-        {"global_mean": model.global_mean_, "dataset": model.dataset_name_, "model": meta},
+        {
+            "global_mean": model.global_mean_,
+            "rating_range": model.rating_range_,
+            "dataset": model.dataset_name_,
+            "model": meta,
+        },
     )
     write_json(directory / "history.json", model.history_)
     if model.item_titles_ is not None:
@@ -149,6 +154,7 @@ def load_model(path: str | Path) -> Recommender:
     model.item_popularity_ = tensors.pop("_item_popularity").numpy()
     model.user_counts_ = tensors.pop("_user_counts").numpy()
     model.global_mean_ = float(state["global_mean"])
+    model.rating_range_ = tuple(state["rating_range"]) if state.get("rating_range") else None
     model.dataset_name_ = state.get("dataset", "")
     model.history_ = history
     model.fitted_at_ = manifest.get("fitted_at", "")

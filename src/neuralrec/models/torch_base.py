@@ -106,7 +106,7 @@ class TorchRecommender(Recommender):
             target = valid.ratings
 
             def rating_metrics() -> dict[str, float]:
-                pred = self.predict_idx(users, items)
+                pred = self.score_pairs(users, items)
                 err = pred - target
                 return {"rmse": float(np.sqrt(np.mean(err**2))), "mae": float(np.mean(np.abs(err)))}
 

@@ -1,4 +1,4 @@
-"""The everyday workflow as Python functions; the CLI commands are thin wrappers around them.
+"""Training runs: ``train`` a model into a run directory, ``evaluate`` it, ``load`` it.
 
 ``train`` loads a dataset, splits it, fits a model and (with ``out``) writes a run directory:
 the model artifact plus ``config.toml`` (the resolved run config: ``neuralrec train --config
@@ -42,6 +42,10 @@ class RunConfig(BaseModel):
         None, description="share of all rows carved from training for early stopping"
     )
     keep_cold: bool = False
+    relevance_threshold: float | None = Field(
+        4.0,
+        description="ranking metrics count test ratings >= this as relevant; None: every test interaction",
+    )
     params: dict[str, Any] = Field(default_factory=dict, description="model hyperparameters")
 
     def model_params(self) -> dict[str, Any]:
@@ -123,7 +127,7 @@ def train(
     start = time.perf_counter()
     recommender.fit(sp.train, sp.valid, dataset=ds, checkpoint_dir=checkpoints, quiet=quiet)
     fit_seconds = time.perf_counter() - start
-    metrics = test_metrics(recommender, sp)
+    metrics = evaluate_split(recommender, sp, config.relevance_threshold).summary()
     run = Run(config, recommender, ds, sp, metrics, fit_seconds, out_path)
     if out_path is not None:
         _write_run(run)
@@ -134,20 +138,21 @@ def train(
     return run
 
 
-def test_metrics(model: Any, sp: Split, ks: tuple[int, ...] = (10,)) -> dict[str, float]:
-    """Test metrics of a fitted model: RMSE/MAE/AUC where they apply, and full-ranking P/R/NDCG.
+def evaluate_split(
+    model: Any, sp: Split, relevance_threshold: float | None = 4.0, ks: tuple[int, ...] = (10,)
+) -> Any:
+    """Test-split evaluation of a fitted model: rating metrics where the data has ratings (RMSE/MAE
+    for rating models, AUC for all) and full-ranking P/R/NDCG/HR/MAP/MRR@k.
 
-    Relevant items for ranking: test ratings >= 4 on rating data with a rating model, every test
-    interaction otherwise.
+    Ranking relevance: test ratings >= ``relevance_threshold``, or every test interaction when it
+    is None or the data has no ratings. Returns an :class:`EvaluationResult`.
     """
     from neuralrec.evaluation import evaluate
 
-    protocols = ["rating", "full"] if sp.test.ratings is not None else ["full"]
-    threshold = (
-        4.0 if sp.test.ratings is not None and getattr(model, "predicts_ratings", False) else None
-    )
-    result = evaluate(model, sp, protocol=protocols, ks=ks, relevance_threshold=threshold)
-    return {k: float(v) for k, v in result.summary().items()}
+    has_ratings = sp.test.ratings is not None
+    protocols = ["rating", "full"] if has_ratings else ["full"]
+    threshold = relevance_threshold if has_ratings else None
+    return evaluate(model, sp, protocol=protocols, ks=ks, relevance_threshold=threshold)
 
 
 def _write_run(run: Run) -> None:
@@ -194,4 +199,4 @@ def evaluate(path: str | Path, ks: tuple[int, ...] = (10,)) -> dict[str, float]:
     """Test metrics of a saved run, recomputed from its config (same split, same seed)."""
     cfg = RunConfig.from_file(path)
     _, sp = load_run_data(cfg)
-    return test_metrics(load(path), sp, ks=ks)
+    return evaluate_split(load(path), sp, cfg.relevance_threshold, ks=ks).summary()
