@@ -183,37 +183,47 @@ def piece_recbole(seeds: list[int], python: str, models: list[str]) -> dict[str,
     }
 
 
-def piece_speed(seeds: list[int], python: str) -> dict[str, Any]:
-    runs = []
-    for seed in seeds:
-        parts = ml100k_split(seed)
-        ours = fit_and_score("neumf", RECBOLE_NEUMF, parts, "full", seed)["row"]
-        theirs = run_recbole(python, "NeuMF", parts, seed)
-        runs.append(
+def piece_speed(seeds: list[int], python: str, epochs: int, rounds: int) -> dict[str, Any]:
+    """Timing: ``epochs`` training epochs of each library, alternated ``rounds`` times on the
+    first seed's split (no validation, so only training is timed). Quality: ``neumf`` at
+    RecBole's settings trained to early stopping on every seed, to set beside the ``recbole``
+    piece's NeuMF on the same splits."""
+    parts = ml100k_split(seeds[0])
+    timing: dict[str, list[dict[str, float]]] = {"neuralrec": [], "recbole": []}
+    fixed = {**RECBOLE_NEUMF, "epochs": epochs, "early_stopping": False, "seed": seeds[0]}
+    for _ in range(rounds):
+        model = create("neumf", **fixed)
+        cpu = time.process_time()
+        model.fit(parts.train)
+        timing["neuralrec"].append(
             {
-                "seed": seed,
-                "neuralrec": ours,
-                "recbole": {
-                    "metrics": {k: round(v, 5) for k, v in theirs["test"].items()},
-                    "sec_per_epoch": round(theirs["sec_per_epoch"], 3),
-                    "cpu_sec_per_epoch": round(theirs["cpu_sec_per_epoch"], 3),
-                    "epochs": theirs["epochs_run"],
-                },
-                "speedup": round(theirs["sec_per_epoch"] / ours["sec_per_epoch"], 2),
-                "speedup_cpu": round(theirs["cpu_sec_per_epoch"] / ours["cpu_sec_per_epoch"], 2),
+                "sec_per_epoch": float(np.mean([h["seconds"] for h in model.history_])),
+                "cpu_sec_per_epoch": (time.process_time() - cpu) / epochs,
             }
         )
-        log(
-            f"speed seed {seed}: ours {ours['sec_per_epoch']} s/epoch ndcg "
-            f"{ours['metrics']['ndcg@10']}, recbole {theirs['sec_per_epoch']:.3f} s/epoch ndcg "
-            f"{theirs['test']['ndcg@10']:.4f}"
-        )
+        theirs = run_recbole(python, "NeuMF", parts, seeds[0], {"epochs": epochs}, timing=True)
+        timing["recbole"].append({k: theirs[k] for k in ("sec_per_epoch", "cpu_sec_per_epoch")})
+        log(f"speed round: ours {timing['neuralrec'][-1]}, recbole {timing['recbole'][-1]}")
+    mean = {
+        lib: {k: round(float(np.mean([r[k] for r in rows])), 3) for k in rows[0]}
+        for lib, rows in timing.items()
+    }
+    quality = []
+    for seed in seeds:
+        row = fit_and_score("neumf", RECBOLE_NEUMF, ml100k_split(seed), "full", seed)["row"]
+        quality.append(row)
+        log(f"speed quality seed {seed}: {row['metrics']}")
+    ours, theirs = mean["neuralrec"], mean["recbole"]
     return {
         "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in RECBOLE_NEUMF.items()},
         "threads": 1,
-        "runs": runs,
-        "mean_speedup": round(float(np.mean([r["speedup"] for r in runs])), 2),
-        "mean_speedup_cpu": round(float(np.mean([r["speedup_cpu"] for r in runs])), 2),
+        "timed_epochs": epochs,
+        "rounds": timing,
+        "mean": mean,
+        "speedup_wall": round(theirs["sec_per_epoch"] / ours["sec_per_epoch"], 2),
+        "speedup_cpu": round(theirs["cpu_sec_per_epoch"] / ours["cpu_sec_per_epoch"], 2),
+        "seeds": seeds,
+        "models": summarise({"neumf (RecBole settings)": quality}),
     }
 
 
@@ -258,7 +268,14 @@ def piece_loo(dataset: str, seeds: list[int], max_epochs: int | None) -> dict[st
 
 
 # ---------------------------------------------------------------------------- RecBole
-def run_recbole(python: str, model: str, parts: Split, seed: int) -> dict[str, Any]:
+def run_recbole(
+    python: str,
+    model: str,
+    parts: Split,
+    seed: int,
+    settings: dict[str, Any] | None = None,
+    timing: bool = False,
+) -> dict[str, Any]:
     """Write the split as RecBole atomic files and run recbole_runner.py in RecBole's venv."""
     with tempfile.TemporaryDirectory() as tmp:
         name = "nrsplit"
@@ -277,6 +294,9 @@ def run_recbole(python: str, model: str, parts: Split, seed: int) -> dict[str, A
             str(seed),
             "--out",
             str(out),
+            "--set",
+            json.dumps(settings or {}),
+            *(["--timing-only"] if timing else []),
         ]
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
         if proc.returncode != 0:
@@ -309,6 +329,8 @@ def main() -> None:
         default=os.environ.get("RECBOLE_PYTHON", "/work/venv-recbole/bin/python"),
     )
     ap.add_argument("--loo1m-max-epochs", type=int, default=20)
+    ap.add_argument("--speed-epochs", type=int, default=5)
+    ap.add_argument("--speed-rounds", type=int, default=2)
     ap.add_argument("--out", default=str(HERE / "results" / "ncf.json"))
     args = ap.parse_args()
     torch.set_num_threads(1)  # as the RecBole anchors: one thread, comparable timings
@@ -321,7 +343,7 @@ def main() -> None:
         elif piece == "recbole":
             res = piece_recbole(seeds, args.recbole_python, args.recbole_models.split(","))
         elif piece == "speed":
-            res = piece_speed(seeds[:1], args.recbole_python)
+            res = piece_speed(seeds, args.recbole_python, args.speed_epochs, args.speed_rounds)
         elif piece == "loo":
             res = piece_loo("ml-100k", seeds, None)
         elif piece == "loo1m":
@@ -334,6 +356,12 @@ def main() -> None:
         # re-read right before writing: pieces may run in parallel processes
         results = json.loads(out_path.read_text()) if out_path.exists() else {}
         results["reference"] = REFERENCE
+        old = results.get(piece, {})
+        if "models" in res and old.get("seeds") == res.get("seeds"):
+            # a run of some models adds to (or replaces) those models only
+            res["models"] = {**old.get("models", {}), **res["models"]}
+            earlier = old.get("commands", [old["command"]] if "command" in old else [])
+            res["commands"] = [*earlier, res["command"]]
         results[piece] = res
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text(json.dumps(results, indent=1))
@@ -342,15 +370,17 @@ def main() -> None:
 
 def print_table(piece: str, res: dict[str, Any]) -> None:
     if piece == "speed":
-        for r in res["runs"]:
+        m = res["mean"]
+        print(
+            f"\nspeed: neumf at RecBole's settings, {res['timed_epochs']} epochs x "
+            f"{len(res['rounds']['recbole'])} rounds, 1 thread"
+        )
+        for lib in ("neuralrec", "recbole"):
             print(
-                f"speed seed {r['seed']}: neuralrec {r['neuralrec']['sec_per_epoch']} s/epoch "
-                f"({r['neuralrec']['cpu_sec_per_epoch']} CPU s), RecBole "
-                f"{r['recbole']['sec_per_epoch']} s/epoch ({r['recbole']['cpu_sec_per_epoch']} "
-                f"CPU s): x{r['speedup']} wall, x{r['speedup_cpu']} CPU; NDCG@10 "
-                f"{r['neuralrec']['metrics']['ndcg@10']} vs {r['recbole']['metrics']['ndcg@10']}"
+                f"  {lib:10s} {m[lib]['sec_per_epoch']:.3f} s/epoch wall, "
+                f"{m[lib]['cpu_sec_per_epoch']:.3f} s/epoch CPU"
             )
-        return
+        print(f"  speed-up x{res['speedup_wall']} wall, x{res['speedup_cpu']} CPU")
     models = res["models"]
     keys = list(next(iter(models.values()))["mean"])
     print(f"\n{piece}: {res.get('protocol', '')} (seeds {res.get('seeds')})")

@@ -64,6 +64,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=2020)
     ap.add_argument("--set", default="{}", help="JSON object of RecBole settings to override")
     ap.add_argument("--out", required=True)
+    ap.add_argument(
+        "--timing-only", action="store_true", help="train the set epochs, no validation or test"
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
     from recbole.config import Config
@@ -71,6 +74,8 @@ def main() -> None:
     from recbole.utils import get_model, get_trainer, init_logger, init_seed
 
     settings = {**SETTINGS, **json.loads(args.set)}
+    if args.timing_only:
+        settings["eval_step"] = settings["epochs"] + 1  # never validates
     settings.update(
         seed=args.seed,
         data_path=args.data_dir,
@@ -97,9 +102,11 @@ def main() -> None:
 
     trainer._train_epoch = timed
     start = time.perf_counter()
-    trainer.fit(train, valid, saved=True, show_progress=False)
+    trainer.fit(train, valid, saved=not args.timing_only, show_progress=False)
     fit_seconds = time.perf_counter() - start
-    result = trainer.evaluate(test, load_best_model=bool(epoch_times), show_progress=False)
+    result = {}
+    if not args.timing_only:
+        result = trainer.evaluate(test, load_best_model=True, show_progress=False)
     out = {
         "model": args.model,
         "seed": args.seed,

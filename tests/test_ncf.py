@@ -165,3 +165,11 @@ def test_save_load_and_determinism(planted, tmp_path, name, params):
     assert list(ids) == list(ids2)
     c = create(name, **{**cfg, "seed": 1}).fit(planted.train, planted.valid)
     assert not torch.equal(c.score_users(users), a.score_users(users))
+
+
+def test_layers_parse_from_text_and_are_checked():
+    assert create("mlp", layers="64-32-16-8").config.layers == (64, 32, 16, 8)
+    assert create("neumf", layers="16,8").config.layers == (16, 8)
+    for bad in ("63,8", "64", (0, 8)):
+        with pytest.raises(ConfigError, match="layers"):
+            create("mlp", layers=bad)

@@ -28,7 +28,7 @@ _BLOCK = 1024
 class ItemKNNConfig(ModelConfig):
     """Hyperparameters of :class:`ItemKNN` (defaults: docs/implicit.md, validation search)."""
 
-    k: int = Field(100, ge=1, description="neighbours kept per target item")
+    k: int = Field(300, ge=1, description="neighbours kept per target item")
     shrink: float = Field(
         10.0, ge=0, description="added to the cosine denominator (damps rare items)"
     )

@@ -57,14 +57,14 @@ class BiasedMFConfig(ImplicitTrainConfig):
     LOSS_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {
         loss: {
             "factors": 64,
-            "l2": 1e-4,
+            "l2": 5e-3,
             "bias_l2": 0.0,
-            "init_std": 0.1,
+            "init_std": 0.01,
             "optimizer": "adam",
             "lr": 5e-3,
             "epochs": 100,
             "batch_size": 1024,
-            "negatives": 1,
+            "negatives": 2,
             "patience": 10,
         }
         for loss in ("bpr", "bce")

@@ -49,6 +49,9 @@ class NCFConfig(ImplicitTrainConfig):
         "hidden layer sizes (mlp, neumf)",
     )
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout after each MLP layer")
+    l2: float = Field(
+        0.0, ge=0, description="λ on the embedding rows a batch uses (per occurrence, as BPR)"
+    )
     init_std: float = Field(0.01, gt=0, description="std of the normal embedding init")
     alpha: float = Field(0.5, ge=0, le=1, description="NeuMF: weight of the pretrained GMF head")
     pretrained_gmf: str | None = Field(None, description="NeuMF: a saved gmf model directory")
@@ -57,6 +60,14 @@ class NCFConfig(ImplicitTrainConfig):
     batch_size: int = 1024
     lr: float = 2e-3
     patience: int = 5
+
+    @field_validator("layers", mode="before")
+    @classmethod
+    def _parse_layers(cls, v: Any) -> Any:
+        # "64-32-16-8" or "64,32,16,8" from a command line or config file
+        if isinstance(v, str):
+            return tuple(int(x) for x in v.replace("-", ",").split(",") if x.strip())
+        return v
 
     @field_validator("layers")
     @classmethod
@@ -138,12 +149,20 @@ class _NCF(TorchRecommender):
 
     def _loss(self, batch: Batch) -> torch.Tensor:
         m = self.module_
-        if self.config.implicit:
+        cfg = self.config
+        if cfg.implicit:
             users, pos, neg = batch
-            logits = m(users, torch.cat([pos.unsqueeze(1), neg], dim=1))
-            return implicit_loss(self.config.loss, logits[:, 0], logits[:, 1:])
-        users, items, ratings = batch
-        return mse(m(users, items.unsqueeze(1)).squeeze(1), ratings)
+            items = torch.cat([pos.unsqueeze(1), neg], dim=1)
+            logits, ue, ie = m.scores_and_rows(users, items)
+            loss = implicit_loss(cfg.loss, logits[:, 0], logits[:, 1:])
+        else:
+            users, items, ratings = batch
+            logits, ue, ie = m.scores_and_rows(users, items.unsqueeze(1))
+            loss = mse(logits.squeeze(1), ratings)
+        if cfg.l2:
+            # λ(‖p_u‖² + Σ‖q_i‖²) over the rows of the batch, per positive (BPR's convention)
+            loss = loss + cfg.l2 * (ue.square().sum() + ie.square().sum()) / len(users)
+        return loss
 
     # ------------------------------------------------------------------ scoring
     @torch.no_grad()

@@ -61,8 +61,17 @@ class NCFModule(nn.Module):
         With gradients on, the head runs as one fused autograd node (:class:`FusedHead`):
         same values and gradients as the layer-by-layer graph, a third of the autograd work.
         """
+        return self.scores_and_rows(users, items)[0]
+
+    def scores_and_rows(
+        self, users: torch.Tensor, items: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Scores plus the embedding rows they used (for L2 on the rows of a batch)."""
         ue = self.user(users)
         ie = self.item(items)
+        return self._scores(ue, ie), ue, ie
+
+    def _scores(self, ue: torch.Tensor, ie: torch.Tensor) -> torch.Tensor:
         if not torch.is_grad_enabled():
             return self._head(ue, ie, None)
         params = [self.out.weight, self.out.bias]
