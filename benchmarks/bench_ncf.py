@@ -227,7 +227,9 @@ def piece_speed(seeds: list[int], python: str, epochs: int, rounds: int) -> dict
     }
 
 
-def piece_loo(dataset: str, seeds: list[int], max_epochs: int | None) -> dict[str, Any]:
+def piece_loo(
+    dataset: str, seeds: list[int], max_epochs: int | None, only: list[str] | None = None
+) -> dict[str, Any]:
     data = load_dataset(dataset).interactions
     per_seed: dict[str, list[dict[str, Any]]] = {}
     cap = {} if max_epochs is None else {"epochs": max_epochs}
@@ -251,6 +253,8 @@ def piece_loo(dataset: str, seeds: list[int], max_epochs: int | None) -> dict[st
                 ),
             ]
             for label, name, params in plan:
+                if only and label not in only:
+                    continue
                 out = fit_and_score(name, params, parts, "sampled", seed)
                 if label in ("gmf", "mlp"):
                     out["model"].save(f"{tmp}/{label}")
@@ -329,10 +333,20 @@ def main() -> None:
         default=os.environ.get("RECBOLE_PYTHON", "/work/venv-recbole/bin/python"),
     )
     ap.add_argument("--loo1m-max-epochs", type=int, default=20)
+    ap.add_argument("--loo-models", default="", help="only these models of the loo piece")
     ap.add_argument("--speed-epochs", type=int, default=5)
     ap.add_argument("--speed-rounds", type=int, default=2)
     ap.add_argument("--out", default=str(HERE / "results" / "ncf.json"))
+    ap.add_argument(
+        "--merge-from",
+        default="",
+        help="comma-separated result files of per-seed runs (same piece, other seeds) whose "
+        "runs are pooled into --out instead of running anything",
+    )
     args = ap.parse_args()
+    if args.merge_from:
+        merge_runs(args.merge_from.split(","), Path(args.out), args.only.split(","))
+        return
     torch.set_num_threads(1)  # as the RecBole anchors: one thread, comparable timings
     seeds = [int(s) for s in args.seeds.split(",")]
     out_path = Path(args.out)
@@ -345,7 +359,7 @@ def main() -> None:
         elif piece == "speed":
             res = piece_speed(seeds, args.recbole_python, args.speed_epochs, args.speed_rounds)
         elif piece == "loo":
-            res = piece_loo("ml-100k", seeds, None)
+            res = piece_loo("ml-100k", seeds, None, args.loo_models and args.loo_models.split(","))
         elif piece == "loo1m":
             res = piece_loo("ml-1m-triples", seeds[:1], args.loo1m_max_epochs)
         else:
@@ -366,6 +380,25 @@ def main() -> None:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text(json.dumps(results, indent=1))
         print_table(piece, res)
+
+
+def merge_runs(files: list[str], out_path: Path, pieces: list[str]) -> None:
+    """Pool the per-seed runs of ``pieces`` from several result files into ``out_path``."""
+    results = json.loads(out_path.read_text()) if out_path.exists() else {}
+    for piece in pieces:
+        parts = [json.loads(Path(f).read_text())[piece] for f in files]
+        runs: dict[str, list[dict[str, Any]]] = {}
+        for part in parts:
+            for name, m in part["models"].items():
+                runs.setdefault(name, []).extend(m["runs"])
+        merged = {**results.get(piece, parts[0]), "models": {}}
+        old_models = results.get(piece, {}).get("models", {})
+        merged["models"] = {**old_models, **summarise(runs)}
+        merged["seeds"] = sorted({s for p in parts for s in p["seeds"]})
+        merged["commands"] = [c for p in parts for c in p.get("commands", [p.get("command")])]
+        results[piece] = merged
+        print_table(piece, merged)
+    out_path.write_text(json.dumps(results, indent=1))
 
 
 def print_table(piece: str, res: dict[str, Any]) -> None:

@@ -61,11 +61,11 @@ class BiasedMFConfig(ImplicitTrainConfig):
             "bias_l2": 0.0,
             "init_std": 0.01,
             "optimizer": "adam",
-            "lr": 5e-3,
-            "epochs": 100,
+            "lr": 2e-3,
+            "epochs": 200,
             "batch_size": 1024,
             "negatives": 2,
-            "patience": 10,
+            "patience": 15,
         }
         for loss in ("bpr", "bce")
     }

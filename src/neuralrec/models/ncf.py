@@ -56,10 +56,11 @@ class NCFConfig(ImplicitTrainConfig):
     alpha: float = Field(0.5, ge=0, le=1, description="NeuMF: weight of the pretrained GMF head")
     pretrained_gmf: str | None = Field(None, description="NeuMF: a saved gmf model directory")
     pretrained_mlp: str | None = Field(None, description="NeuMF: a saved mlp model directory")
-    epochs: int = 50
+    negatives: int = Field(4, ge=1, description="sampled negatives per positive (bce, bpr)")
+    epochs: int = 100
     batch_size: int = 1024
-    lr: float = 2e-3
-    patience: int = 5
+    lr: float = 1e-3
+    patience: int = 10
 
     @field_validator("layers", mode="before")
     @classmethod
