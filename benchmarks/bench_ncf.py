@@ -162,12 +162,17 @@ def piece_full(seeds: list[int], models: list[str]) -> dict[str, Any]:
     }
 
 
-def piece_recbole(seeds: list[int], python: str, models: list[str]) -> dict[str, Any]:
+RECBOLE_PROTOCOL = "RecBole 1.2.1 on the same splits"
+
+
+def piece_recbole(
+    seeds: list[int], python: str, models: list[str], save: Any = None
+) -> dict[str, Any]:
     per_seed: dict[str, list[dict[str, Any]]] = {m: [] for m in models}
-    for seed in seeds:
-        parts = ml100k_split(seed)
-        for model in models:
-            res = run_recbole(python, model, parts, seed)
+    # model-major: the cheap models cover every seed before the slow ones start
+    for model in models:
+        for seed in seeds:
+            res = run_recbole(python, model, ml100k_split(seed), seed)
             row = {
                 "metrics": {k: round(v, 5) for k, v in res["test"].items()},
                 "sec_per_epoch": res["sec_per_epoch"] and round(res["sec_per_epoch"], 3),
@@ -176,11 +181,10 @@ def piece_recbole(seeds: list[int], python: str, models: list[str]) -> dict[str,
             }
             per_seed[model].append(row)
             log(f"recbole seed {seed} {model}: {row['metrics']} ({row['fit_seconds']} s)")
-    return {
-        "protocol": "RecBole 1.2.1 on the same splits",
-        "seeds": seeds,
-        "models": summarise(per_seed),
-    }
+            if save is not None:  # long runs: keep what is done
+                done = {k: v for k, v in per_seed.items() if v}
+                save({"protocol": RECBOLE_PROTOCOL, "seeds": seeds, "models": summarise(done)})
+    return {"protocol": RECBOLE_PROTOCOL, "seeds": seeds, "models": summarise(per_seed)}
 
 
 def piece_speed(seeds: list[int], python: str, epochs: int, rounds: int) -> dict[str, Any]:
@@ -343,7 +347,11 @@ def main() -> None:
         help="comma-separated result files of per-seed runs (same piece, other seeds) whose "
         "runs are pooled into --out instead of running anything",
     )
+    ap.add_argument("--markdown", action="store_true", help="print --out as Markdown tables")
     args = ap.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(Path(args.out).read_text())))
+        return
     if args.merge_from:
         merge_runs(args.merge_from.split(","), Path(args.out), args.only.split(","))
         return
@@ -355,7 +363,12 @@ def main() -> None:
         if piece == "full":
             res = piece_full(seeds, args.models.split(","))
         elif piece == "recbole":
-            res = piece_recbole(seeds, args.recbole_python, args.recbole_models.split(","))
+            res = piece_recbole(
+                seeds,
+                args.recbole_python,
+                args.recbole_models.split(","),
+                lambda part: write_piece(out_path, "recbole", part),
+            )
         elif piece == "speed":
             res = piece_speed(seeds, args.recbole_python, args.speed_epochs, args.speed_rounds)
         elif piece == "loo":
@@ -364,22 +377,27 @@ def main() -> None:
             res = piece_loo("ml-1m-triples", seeds[:1], args.loo1m_max_epochs)
         else:
             raise SystemExit(f"unknown piece {piece!r}")
-        res["command"] = " ".join(["python", *sys.argv])
         res["seconds"] = round(time.perf_counter() - start, 1)
-        res["when"] = time.strftime("%Y-%m-%d %H:%M:%S")
-        # re-read right before writing: pieces may run in parallel processes
-        results = json.loads(out_path.read_text()) if out_path.exists() else {}
-        results["reference"] = REFERENCE
-        old = results.get(piece, {})
-        if "models" in res and old.get("seeds") == res.get("seeds"):
-            # a run of some models adds to (or replaces) those models only
-            res["models"] = {**old.get("models", {}), **res["models"]}
-            earlier = old.get("commands", [old["command"]] if "command" in old else [])
-            res["commands"] = [*earlier, res["command"]]
-        results[piece] = res
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        out_path.write_text(json.dumps(results, indent=1))
+        write_piece(out_path, piece, res)
         print_table(piece, res)
+
+
+def write_piece(out_path: Path, piece: str, res: dict[str, Any]) -> None:
+    """Merge one piece's (possibly partial) result into the results file."""
+    res["command"] = " ".join(["python", *sys.argv])
+    res["when"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    # re-read right before writing: pieces may run in parallel processes
+    results = json.loads(out_path.read_text()) if out_path.exists() else {}
+    results["reference"] = REFERENCE
+    old = results.get(piece, {})
+    if "models" in res and old.get("seeds") == res.get("seeds"):
+        # a run of some models adds to (or replaces) those models only
+        res["models"] = {**old.get("models", {}), **res["models"]}
+        earlier = old.get("commands", [old["command"]] if "command" in old else [])
+        res["commands"] = list(dict.fromkeys([*earlier, res["command"]]))
+    results[piece] = res
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(results, indent=1))
 
 
 def merge_runs(files: list[str], out_path: Path, pieces: list[str]) -> None:
@@ -399,6 +417,28 @@ def merge_runs(files: list[str], out_path: Path, pieces: list[str]) -> None:
         results[piece] = merged
         print_table(piece, merged)
     out_path.write_text(json.dumps(results, indent=1))
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """Mean ± std tables of every piece with models, for docs and reports."""
+    lines = []
+    for piece in ("full", "recbole", "speed", "loo", "loo1m"):
+        res = results.get(piece)
+        if not res or "models" not in res:
+            continue
+        models = res["models"]
+        keys = list(next(iter(models.values()))["mean"])
+        lines += [f"### {piece}: {res.get('protocol', '')} (seeds {res.get('seeds')})", ""]
+        lines.append("| model | " + " | ".join(keys) + " | s/epoch (CPU) |")
+        lines.append("|---|" + "---|" * (len(keys) + 1))
+        for name, m in models.items():
+            cells = [f"{m['mean'][k]:.4f} ± {m['std'][k]:.3f}" for k in keys]
+            cpu = _mean_of(m["runs"], "cpu_sec_per_epoch")
+            wall = m.get("sec_per_epoch")
+            timing = "-" if wall is None else f"{wall} ({cpu})"
+            lines.append(f"| {name} | " + " | ".join(cells) + f" | {timing} |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def print_table(piece: str, res: dict[str, Any]) -> None:

@@ -11,6 +11,7 @@ from neuralrec.data.synthetic import synthetic_implicit
 from neuralrec.errors import ConfigError
 from neuralrec.evaluation import evaluate
 from neuralrec.models import Recommender, create
+from neuralrec.models.ncf_fused import dropout_mask
 from neuralrec.models.ncf_module import NCFModule
 
 FAST = {"epochs": 15, "batch_size": 64, "lr": 0.02, "threads": 1, "patience": 15}
@@ -52,7 +53,7 @@ def test_fused_head_matches_autograd(g, layers, dropout):
         masks = []
 
         def drop(h: torch.Tensor) -> torch.Tensor:
-            keep = torch.empty_like(h).bernoulli_(1 - dropout, generator=gen)
+            keep = ~dropout_mask(h.shape, dropout, gen)
             masks.append(keep)
             return h * keep / (1 - dropout)
 
@@ -62,6 +63,18 @@ def test_fused_head_matches_autograd(g, layers, dropout):
     (ref * weights).sum().backward()
     for name, p in mod.named_parameters():
         torch.testing.assert_close(fused[name], p.grad.to_dense(), msg=name)
+    if dropout:
+        kept = torch.cat([m.flatten() for m in masks]).double().mean().item()
+        assert masks and abs(kept - (1 - dropout)) < 0.1
+
+
+def test_dropout_mask_rate_and_determinism():
+    gen = torch.Generator().manual_seed(3)
+    mask = dropout_mask(torch.Size([301, 7, 13]), 0.1, gen)
+    assert mask.shape == (301, 7, 13) and mask.dtype == torch.bool
+    assert abs(mask.double().mean().item() - 0.1) < 0.005
+    again = dropout_mask(torch.Size([301, 7, 13]), 0.1, torch.Generator().manual_seed(3))
+    assert torch.equal(mask, again)
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ keeps only the post-activation outputs and the backward is written out with matr
 giving the same values and gradients (tests/test_ncf.py checks them against autograd).
 
 Dropout: the ReLU output h is kept as relu(pre)·mask/(1−p), so its derivative is
-(h > 0)/(1−p) and no mask needs storing.
+(h > 0)/(1−p) and no mask needs storing. Masks come from :func:`dropout_mask`.
 """
 
 from __future__ import annotations
@@ -97,11 +97,24 @@ class FusedHead(torch.autograd.Function):
         return (g_ue, g_ie, None, None, None, None, g_wout, g_bout, *tower_grads)
 
 
+def dropout_mask(shape: torch.Size, p: float, gen: torch.Generator | None) -> torch.Tensor:
+    """Boolean mask of the entries to drop, each with probability p (to 1/65536).
+
+    Two 16-bit draws per 32-bit random integer: about twice as fast as ``bernoulli_``, which
+    alone took a fifth of a NeuMF epoch at dropout 0.1.
+    """
+    n = 1
+    for d in shape:
+        n *= int(d)
+    bits = torch.randint(-(2**31), 2**31 - 1, ((n + 1) // 2,), dtype=torch.int32, generator=gen)
+    threshold = -32768 + round(p * 65536)
+    return (bits.view(torch.int16)[:n] < threshold).view(shape)
+
+
 def _dropout(h: torch.Tensor, p: float, gen: torch.Generator | None) -> torch.Tensor:
     if not p:
         return h
-    keep = torch.empty_like(h).bernoulli_(1.0 - p, generator=gen)
-    return h.mul_(keep).div_(1.0 - p)
+    return h.masked_fill_(dropout_mask(h.shape, p, gen), 0.0).mul_(1.0 / (1.0 - p))
 
 
 def _relu_grad(dh: torch.Tensor, h: torch.Tensor, scale: float) -> torch.Tensor:
