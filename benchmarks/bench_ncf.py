@@ -21,8 +21,10 @@ be run separately. Timings on a shared 2-core machine are noisy: compare within 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -146,20 +148,45 @@ def ml100k_split(seed: int) -> Split:
 
 
 # ---------------------------------------------------------------------------- pieces
-def piece_full(seeds: list[int], models: list[str]) -> dict[str, Any]:
+FULL_PROTOCOL = "full ranking, ML-100K user-random:0.1 valid 0.1"
+
+
+def piece_full(seeds: list[int], models: list[str], save: Any = None) -> dict[str, Any]:
     per_seed: dict[str, list[dict[str, Any]]] = {m: [] for m in models}
     for seed in seeds:
         parts = ml100k_split(seed)
         for label in models:
             name, params = FULL_MODELS[label]
             row = fit_and_score(name, params, parts, "full", seed)["row"]
+            row["seed"] = seed
             per_seed[label].append(row)
             log(f"full seed {seed} {label}: {row['metrics']} ({row['fit_seconds']} s)")
-    return {
-        "protocol": "full ranking, ML-100K user-random:0.1 valid 0.1",
-        "seeds": seeds,
-        "models": summarise(per_seed),
-    }
+            if save is not None:  # long runs: keep what is done
+                done = {k: v for k, v in per_seed.items() if v}
+                save({"protocol": FULL_PROTOCOL, "seeds": seeds, "models": summarise(done)})
+    return {"protocol": FULL_PROTOCOL, "seeds": seeds, "models": summarise(per_seed)}
+
+
+def import_log(path: str) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """Runs logged by an interrupted process: {piece: {model: [runs]}} (no per-epoch timings).
+
+    Log lines read ``[hh:mm:ss] full seed 0 neumf: {...metrics...} (123.4 s)``.
+    """
+    pattern = re.compile(
+        r"\] (full|recbole|loo \S+) seed (\d+) (.+?): (\{.*?\})(?: \(([\d.]+) s\))?$"
+    )
+    out: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for line in Path(path).read_text().splitlines():
+        m = pattern.search(line)
+        if not m:
+            continue
+        piece = m.group(1).split()[0]
+        metrics = ast.literal_eval(m.group(4))
+        run = {"metrics": metrics, "seed": int(m.group(2)), "source": f"log {Path(path).name}"}
+        if m.group(5):
+            run["fit_seconds"] = float(m.group(5))
+        out.setdefault(piece, {}).setdefault(m.group(3), []).append(run)
+    return out
 
 
 RECBOLE_PROTOCOL = "RecBole 1.2.1 on the same splits"
@@ -361,7 +388,9 @@ def main() -> None:
     for piece in args.only.split(","):
         start = time.perf_counter()
         if piece == "full":
-            res = piece_full(seeds, args.models.split(","))
+            res = piece_full(
+                seeds, args.models.split(","), lambda part: write_piece(out_path, "full", part)
+            )
         elif piece == "recbole":
             res = piece_recbole(
                 seeds,
@@ -404,11 +433,19 @@ def merge_runs(files: list[str], out_path: Path, pieces: list[str]) -> None:
     """Pool the per-seed runs of ``pieces`` from several result files into ``out_path``."""
     results = json.loads(out_path.read_text()) if out_path.exists() else {}
     for piece in pieces:
-        parts = [json.loads(Path(f).read_text())[piece] for f in files]
+        if piece == "speed":  # one run, copied as it is
+            results[piece] = json.loads(Path(files[0]).read_text())[piece]
+            continue
+        parts = [json.loads(Path(f).read_text())[piece] for f in files if f.endswith(".json")]
         runs: dict[str, list[dict[str, Any]]] = {}
         for part in parts:
             for name, m in part["models"].items():
                 runs.setdefault(name, []).extend(m["runs"])
+        for f in files:
+            if not f.endswith(".json"):  # the log of an interrupted run
+                for name, logged in import_log(f).get(piece, {}).items():
+                    runs.setdefault(name, []).extend(logged)
+                parts.append({"seeds": sorted({r["seed"] for v in runs.values() for r in v})})
         merged = {**results.get(piece, parts[0]), "models": {}}
         old_models = results.get(piece, {}).get("models", {})
         merged["models"] = {**old_models, **summarise(runs)}
