@@ -3,12 +3,18 @@
 r̂_ui = μ + a_u + b_i + p_uᵀq_i, trained by mini-batch SGD-family optimizers on
 mean (r_ui − r̂_ui)² + λ(‖p_u‖² + ‖q_i‖²) + λ_b(a_u² + b_i²) over the rows of each batch
 (L2 on the parameters the batch uses, as per-sample SGD applies it).
+
+With ``loss=bpr`` (Rendle et al., "BPR: Bayesian Personalized Ranking from Implicit Feedback",
+UAI 2009) or ``loss=bce`` it is a ranking model on implicit feedback: score = b_i + p_uᵀq_i,
+trained against sampled negatives with λ(‖p_u‖² + ‖q_i‖² + ‖q_j‖²) + λ_b b² on the rows a
+batch uses (:mod:`neuralrec.training.implicit`); the implicit defaults are in
+``BiasedMFConfig.LOSS_DEFAULTS`` (search: docs/implicit.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -19,11 +25,13 @@ from neuralrec.data.interactions import Interactions
 from neuralrec.models.registry import register
 from neuralrec.models.torch_base import TorchRecommender
 from neuralrec.training.batches import Batch, BatchSource, TensorBatches
-from neuralrec.training.config import TrainConfig
+from neuralrec.training.implicit import ImplicitTrainConfig, implicit_batches
+from neuralrec.training.losses import implicit_loss
 
 
-class BiasedMFConfig(TrainConfig):
-    """Hyperparameters of :class:`BiasedMF`. Defaults: see docs/defaults.md for the search."""
+class BiasedMFConfig(ImplicitTrainConfig):
+    """Hyperparameters of :class:`BiasedMF`. Defaults: see docs/defaults.md for the search
+    (mse) and docs/implicit.md (bpr, bce)."""
 
     factors: int = Field(128, ge=1, description="latent dimension d of p_u and q_i")
     l2: float = Field(0.05, ge=0, description="λ on the factor rows a batch uses")
@@ -41,6 +49,26 @@ class BiasedMFConfig(TrainConfig):
     lr: float = 0.05
     monitor: str = "rmse"
     patience: int = 4
+    loss: Literal["mse", "bce", "bpr"] = Field(
+        "mse", description="mse on ratings; bpr or bce on implicit feedback (sampled negatives)"
+    )
+
+    #: defaults of the implicit losses (fields the user sets win); mse uses the ones above
+    LOSS_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {
+        loss: {
+            "factors": 64,
+            "l2": 5e-3,
+            "bias_l2": 0.0,
+            "init_std": 0.01,
+            "optimizer": "adam",
+            "lr": 2e-3,
+            "epochs": 200,
+            "batch_size": 1024,
+            "negatives": 2,
+            "patience": 15,
+        }
+        for loss in ("bpr", "bce")
+    }
 
 
 class _FusedMSE(torch.autograd.Function):
@@ -130,9 +158,16 @@ class BiasedMF(TorchRecommender):
         "lr": ("float", 0.01, 0.2, True),
         "reg_exponent": ("float", 0.5, 1.0, False),
     }
+    config: BiasedMFConfig
+
+    def __init__(self, config: BiasedMFConfig | None = None, **params: Any) -> None:
+        super().__init__(config, **params)
+        # a rating model with mse, a ranking model with an implicit loss
+        self.task = "ranking" if self.config.implicit else "rating"  # type: ignore[misc]
 
     def _module_meta(self, train: Interactions, dataset: Any) -> dict[str, Any]:
-        return {"n_users": train.n_users, "n_items": train.n_items, "mu": self.global_mean_}
+        mu = 0.0 if self.config.implicit else self.global_mean_
+        return {"n_users": train.n_users, "n_items": train.n_items, "mu": mu}
 
     def _build_module(self, meta: Mapping[str, Any]) -> nn.Module:
         cfg = self.config
@@ -153,6 +188,8 @@ class BiasedMF(TorchRecommender):
         )
 
     def _batches(self, train: Interactions) -> BatchSource:
+        if self.config.implicit:
+            return implicit_batches(train, self.config, self.device)
         if train.ratings is None:
             raise ValueError("biased-mf with loss=mse needs explicit ratings")
         dev = self.device
@@ -161,6 +198,8 @@ class BiasedMF(TorchRecommender):
         return TensorBatches(tensors, batch_size=self.config.batch_size)
 
     def _loss(self, batch: Batch) -> torch.Tensor:
+        if self.config.implicit:
+            return self._implicit_loss(*batch)
         users, items, ratings = batch
         m = self.module_
         cfg = self.config
@@ -175,6 +214,20 @@ class BiasedMF(TorchRecommender):
             self._row_l2[1][items],
             cfg.bias_l2,
         )
+
+    def _implicit_loss(
+        self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor
+    ) -> torch.Tensor:
+        """bpr/bce on b_i + p_uᵀq_i for the positive and its negatives, plus L2 on used rows."""
+        m = self.module_
+        cfg = self.config
+        items = torch.cat([pos.unsqueeze(1), neg], dim=1)
+        p = m.P(users)
+        q = m.Q(items)
+        b = m.item_bias(items).squeeze(-1)
+        scores = torch.bmm(q, p.unsqueeze(2)).squeeze(2) + b
+        reg = cfg.l2 * (p.square().sum() + q.square().sum()) + cfg.bias_l2 * b.square().sum()
+        return implicit_loss(cfg.loss, scores[:, 0], scores[:, 1:]) + reg / len(users)
 
     @torch.no_grad()
     def score_users(self, users: np.ndarray) -> torch.Tensor:
@@ -201,8 +254,13 @@ class BiasedMF(TorchRecommender):
 
     @torch.no_grad()
     def score_history(self, items: np.ndarray, ratings: np.ndarray | None = None) -> torch.Tensor:
-        """Fold-in: the ridge least-squares user vector and bias for the given ratings."""
+        """Fold-in: the ridge least-squares user vector and bias for the given ratings
+        (implicit losses: the mean factor vector of the given items)."""
         m = self.module_
+        if self.config.implicit:
+            q = m.Q.weight.detach().cpu()
+            user = q[torch.from_numpy(np.asarray(items, dtype=np.int64))].mean(0)
+            return m.item_bias.weight.detach().cpu()[:, 0] + q @ user
         q = m.Q.weight.detach().cpu().double()
         ib = m.item_bias.weight.detach().cpu().double()[:, 0]
         mu = float(m.mu)

@@ -25,8 +25,14 @@ class ModelConfig(BaseModel):
     seed: int = Field(0, description="seed for initialisation, shuffling, sampling and dropout")
 
     def replace(self, **changes: Any) -> ModelConfig:
-        """A validated copy with ``changes`` applied."""
-        return type(self).model_validate({**self.model_dump(), **changes})
+        """A validated copy with ``changes`` applied.
+
+        Only the fields that were set explicitly are carried over; the others take their
+        defaults again, so defaults that depend on another field (an implicit loss's learning
+        rate, say) follow a change of that field.
+        """
+        kept = self.model_dump(include=set(self.model_fields_set))
+        return type(self).model_validate({**kept, **changes})
 
 
 class TrainConfig(ModelConfig):

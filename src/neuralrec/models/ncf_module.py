@@ -1,0 +1,178 @@
+"""The network behind GMF, MLP and NeuMF (see :mod:`neuralrec.models.ncf`).
+
+One user table and one item table hold ``[GMF part | MLP part]`` side by side, so a batch does
+two sparse lookups and the row-sparse optimizer updates two tables. The first tower layer
+W₁[p; q] is split as W₁ᵘp + W₁ⁱq: the user half is computed once per row and broadcast over
+the positive and its negatives, and for full scoring the item half is computed once for all
+items instead of once per (user, item) pair.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from neuralrec.models.ncf_fused import FusedHead
+
+#: (users x items x width) floats per chunk when scoring every item through the tower
+_SCORE_CHUNK = 1 << 23
+
+
+class NCFModule(nn.Module):
+    """GMF (``gmf_dim`` > 0), MLP tower (``layers`` non-empty) or both (NeuMF)."""
+
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        gmf_dim: int,
+        layers: tuple[int, ...],
+        *,
+        dropout: float = 0.0,
+        init_std: float = 0.01,
+        mu: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.gmf_dim = gmf_dim
+        self.mlp_dim = layers[0] // 2 if layers else 0
+        self.dropout = dropout
+        width = gmf_dim + self.mlp_dim
+        self.user = nn.Embedding(n_users, width, sparse=True)
+        self.item = nn.Embedding(n_items, width, sparse=True)
+        nn.init.normal_(self.user.weight, 0.0, init_std)
+        nn.init.normal_(self.item.weight, 0.0, init_std)
+        self.tower = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(layers))
+        for layer in self.tower:
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        head_in = gmf_dim + (layers[-1] if layers else 0)
+        self.out = nn.Linear(head_in, 1)
+        nn.init.kaiming_uniform_(self.out.weight, a=1, nonlinearity="sigmoid")
+        nn.init.zeros_(self.out.bias)
+        self.register_buffer("mu", torch.tensor(float(mu)))
+
+    # ------------------------------------------------------------------ scoring
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Scores (B, m) of ``users`` (B,) against ``items`` (B, m) (a positive and negatives).
+
+        With gradients on, the head runs as one fused autograd node (:class:`FusedHead`):
+        same values and gradients as the layer-by-layer graph, a third of the autograd work.
+        """
+        return self.scores_and_rows(users, items)[0]
+
+    def scores_and_rows(
+        self, users: torch.Tensor, items: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Scores plus the embedding rows they used (for L2 on the rows of a batch)."""
+        ue = self.user(users)
+        ie = self.item(items)
+        return self._scores(ue, ie), ue, ie
+
+    def _scores(self, ue: torch.Tensor, ie: torch.Tensor) -> torch.Tensor:
+        if not torch.is_grad_enabled():
+            return self._head(ue, ie, None)
+        params = [self.out.weight, self.out.bias]
+        for layer in self.tower:
+            params += [layer.weight, layer.bias]
+        mask_seed = None
+        if self.training and self.dropout:
+            mask_seed = int(torch.randint(0, 2**62, (1,)))
+        return FusedHead.apply(
+            ue,
+            ie,
+            self.gmf_dim,
+            self.dropout if self.training else 0.0,
+            mask_seed,
+            float(self.mu),
+            *params,
+        )
+
+    def score_all(self, users: torch.Tensor) -> torch.Tensor:
+        """Scores of every item for ``users``: (len(users), n_items)."""
+        ue = self.user(users)
+        items = self.item.weight
+        if not self.mlp_dim:
+            return self._head(ue, items.unsqueeze(0), None)
+        item_half = self._item_half(items[:, self.gmf_dim :])
+        width = self.tower[0].out_features
+        step = max(1, _SCORE_CHUNK // max(1, items.shape[0] * width))
+        rows = []
+        for s in range(0, len(ue), step):
+            block = ue[s : s + step]
+            rows.append(self._head(block, items.unsqueeze(0), item_half.unsqueeze(0)))
+        return torch.cat(rows)
+
+    def _head(
+        self, ue: torch.Tensor, ie: torch.Tensor, item_half: torch.Tensor | None
+    ) -> torch.Tensor:
+        # ue (B, D); ie (B or 1, m, D); item_half (1, m, h1) when precomputed
+        g = self.gmf_dim
+        logits = self.out.bias + self.mu
+        if g:
+            logits = logits + self._gmf_logits(ue, ie)
+        if self.mlp_dim:
+            first = self.tower[0]
+            user_half = F.linear(ue[:, g:], first.weight[:, : self.mlp_dim], first.bias)
+            if item_half is None:
+                item_half = self._item_half(ie[..., g:])
+            h = self._drop(torch.relu(user_half.unsqueeze(1) + item_half))
+            for layer in self.tower[1:]:
+                h = self._drop(torch.relu(layer(h)))
+            logits = logits + h @ self.out.weight[0, g:]
+        return logits
+
+    def _gmf_logits(self, ue: torch.Tensor, ie: torch.Tensor) -> torch.Tensor:
+        # hᵀ(p ⊙ q) = (h ⊙ p)ᵀ q: one batched matrix-vector product per row
+        g = self.gmf_dim
+        hp = ue[:, :g] * self.out.weight[0, :g]
+        if ie.shape[0] == 1:
+            return hp @ ie[0, :, :g].T
+        return torch.bmm(ie[..., :g], hp.unsqueeze(2)).squeeze(2)
+
+    def _item_half(self, item_mlp: torch.Tensor) -> torch.Tensor:
+        return F.linear(item_mlp, self.tower[0].weight[:, self.mlp_dim :])
+
+    def _drop(self, h: torch.Tensor) -> torch.Tensor:
+        return F.dropout(h, self.dropout, self.training) if self.dropout else h
+
+    # ------------------------------------------------------------------ pretraining
+    @torch.no_grad()
+    def load_parts(self, gmf: NCFModule | None, mlp: NCFModule | None, alpha: float | None) -> None:
+        """Copy a trained GMF and/or MLP into this NeuMF; the head becomes
+        [α h_GMF; (1 − α) h_MLP] with bias α b_GMF + (1 − α) b_MLP (both given) or keeps
+        the pretrained part's head as is (one given)."""
+        g = self.gmf_dim
+        if gmf is not None:
+            if gmf.gmf_dim != g:
+                raise ValueError(f"pretrained gmf has factors={gmf.gmf_dim}, neumf has {g}")
+            self.user.weight[:, :g] = gmf.user.weight
+            self.item.weight[:, :g] = gmf.item.weight
+            self.out.weight[:, :g] = gmf.out.weight * (1.0 if alpha is None else alpha)
+        if mlp is not None:
+            shapes = [tuple(layer.weight.shape) for layer in mlp.tower]
+            if shapes != [tuple(layer.weight.shape) for layer in self.tower]:
+                raise ValueError("pretrained mlp has other layers than this neumf")
+            self.user.weight[:, g:] = mlp.user.weight
+            self.item.weight[:, g:] = mlp.item.weight
+            for mine, theirs in zip(self.tower, mlp.tower, strict=True):
+                mine.weight.copy_(theirs.weight)
+                mine.bias.copy_(theirs.bias)
+            self.out.weight[:, g:] = mlp.out.weight * (1.0 if alpha is None else 1.0 - alpha)
+        if gmf is not None and mlp is not None and alpha is not None:
+            self.out.bias.copy_(alpha * gmf.out.bias + (1.0 - alpha) * mlp.out.bias)
+        else:
+            self.out.bias.copy_((gmf or mlp).out.bias)  # type: ignore[union-attr]
+
+    def item_vectors(self) -> torch.Tensor:
+        """Item representations for similarity: h ⊙ q (GMF part) beside the MLP embedding."""
+        g = self.gmf_dim
+        w = self.item.weight.detach()
+        parts = []
+        if g:
+            parts.append(w[:, :g] * self.out.weight.detach()[0, :g])
+        if self.mlp_dim:
+            parts.append(w[:, g:])
+        return torch.cat(parts, dim=1)

@@ -1,0 +1,188 @@
+"""GMF, MLP, NeuMF and BPR-trained BiasedMF: gradients, learning, pretraining, persistence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from neuralrec.data.splits import split
+from neuralrec.data.synthetic import synthetic_implicit
+from neuralrec.errors import ConfigError
+from neuralrec.evaluation import evaluate
+from neuralrec.models import Recommender, create
+from neuralrec.models.ncf_fused import dropout_mask
+from neuralrec.models.ncf_module import NCFModule
+
+FAST = {"epochs": 15, "batch_size": 64, "lr": 0.02, "threads": 1, "patience": 15}
+
+
+@pytest.fixture(scope="module")
+def planted():
+    """Implicit data with 4 taste groups, split per user with a validation part."""
+    data = synthetic_implicit(120, 60, per_user=12, seed=0)
+    return split(data, "user-random:0.2", seed=0, valid_fraction=0.1)
+
+
+@pytest.fixture(scope="module")
+def popularity_ndcg(planted):
+    model = create("popularity").fit(planted.train)
+    return evaluate(model, planted).value("ndcg", 10)
+
+
+@pytest.mark.parametrize(
+    ("g", "layers", "dropout"),
+    [(6, (8, 6, 4), 0.0), (0, (8, 4), 0.0), (6, (), 0.0), (6, (8, 6, 4), 0.3)],
+)
+def test_fused_head_matches_autograd(g, layers, dropout):
+    torch.manual_seed(0)
+    mod = NCFModule(7, 11, g, layers, init_std=0.5, dropout=dropout).double()
+    users = torch.randint(0, 7, (5,))
+    items = torch.randint(0, 11, (5, 3))
+    weights = torch.randn(5, 3, dtype=torch.float64)
+    torch.manual_seed(1)
+    out = mod(users, items)
+    (out * weights).sum().backward()
+    fused = {k: p.grad.to_dense().clone() for k, p in mod.named_parameters()}
+    mod.zero_grad()
+    if dropout:
+        # the reference: the same masks (same seed), applied layer by layer through autograd
+        torch.manual_seed(1)
+        seed = int(torch.randint(0, 2**62, (1,)))
+        gen = torch.Generator().manual_seed(seed)
+        masks = []
+
+        def drop(h: torch.Tensor) -> torch.Tensor:
+            keep = ~dropout_mask(h.shape, dropout, gen)
+            masks.append(keep)
+            return h * keep / (1 - dropout)
+
+        mod._drop = drop  # type: ignore[method-assign]
+    ref = mod._head(mod.user(users), mod.item(items), None)
+    torch.testing.assert_close(out, ref)
+    (ref * weights).sum().backward()
+    for name, p in mod.named_parameters():
+        torch.testing.assert_close(fused[name], p.grad.to_dense(), msg=name)
+    if dropout:
+        kept = torch.cat([m.flatten() for m in masks]).double().mean().item()
+        assert masks and abs(kept - (1 - dropout)) < 0.1
+
+
+def test_dropout_mask_rate_and_determinism():
+    gen = torch.Generator().manual_seed(3)
+    mask = dropout_mask(torch.Size([301, 7, 13]), 0.1, gen)
+    assert mask.shape == (301, 7, 13) and mask.dtype == torch.bool
+    assert abs(mask.double().mean().item() - 0.1) < 0.005
+    again = dropout_mask(torch.Size([301, 7, 13]), 0.1, torch.Generator().manual_seed(3))
+    assert torch.equal(mask, again)
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("gmf", {"loss": "bce"}),
+        ("mlp", {"loss": "bce", "layers": (32, 16, 8)}),
+        ("neumf", {"loss": "bce", "factors": 8, "layers": (32, 16, 8)}),
+        ("neumf", {"loss": "bpr", "factors": 8, "layers": (16, 8)}),
+        ("biased-mf", {"loss": "bpr", "factors": 8, "init_std": 0.1}),
+        ("biased-mf", {"loss": "bce", "factors": 8, "init_std": 0.1}),
+    ],
+)
+def test_learns_planted_structure(planted, popularity_ndcg, name, params):
+    model = create(name, **{**FAST, **params}).fit(planted.train, planted.valid)
+    assert model.task == "ranking" and not model.predicts_ratings
+    ndcg = evaluate(model, planted).value("ndcg", 10)
+    assert ndcg > popularity_ndcg + 0.15, (ndcg, popularity_ndcg)
+
+
+def test_mse_makes_a_rating_model(small_dataset):
+    data = small_dataset.interactions
+    parts = split(data, "random:0.2", seed=0)
+    model = create("neumf", loss="mse", factors=8, layers=(16, 8), epochs=10, lr=0.01)
+    model.fit(parts.train)
+    assert model.task == "rating" and model.predicts_ratings
+    pred = model.predict(
+        data.user_ids.to_ids(parts.test.users), data.item_ids.to_ids(parts.test.items)
+    )
+    rmse = float(np.sqrt(np.mean((pred - parts.test.ratings) ** 2)))
+    mean_rmse = float(np.sqrt(np.mean((parts.train.ratings.mean() - parts.test.ratings) ** 2)))
+    assert rmse < mean_rmse
+
+
+def test_neumf_pretraining_copies_the_pretrained_weights(planted, tmp_path):
+    common = {**FAST, "epochs": 2, "factors": 8, "layers": (16, 8, 4)}
+    gmf = create("gmf", **common).fit(planted.train)
+    mlp = create("mlp", **common).fit(planted.train)
+    gmf.save(tmp_path / "gmf")
+    mlp.save(tmp_path / "mlp")
+    neumf = create(
+        "neumf",
+        **common,
+        alpha=0.3,
+        pretrained_gmf=str(tmp_path / "gmf"),
+        pretrained_mlp=str(tmp_path / "mlp"),
+    )
+    # the initialisation step of fit(), before any training
+    neumf._setup(planted.train, None)
+    neumf.meta_ = neumf._module_meta(planted.train, None)
+    neumf.module_ = neumf._build_module(neumf.meta_)
+    neumf._prepare(planted.train, None)
+    m, gm, mm = neumf.module_, gmf.module_, mlp.module_
+    assert torch.equal(m.user.weight[:, :8], gm.user.weight)
+    assert torch.equal(m.item.weight[:, 8:], mm.item.weight)
+    for mine, theirs in zip(m.tower, mm.tower, strict=True):
+        assert torch.equal(mine.weight, theirs.weight) and torch.equal(mine.bias, theirs.bias)
+    torch.testing.assert_close(m.out.weight[:, :8], 0.3 * gm.out.weight)
+    torch.testing.assert_close(m.out.weight[:, 8:], 0.7 * mm.out.weight)
+    torch.testing.assert_close(m.out.bias, 0.3 * gm.out.bias + 0.7 * mm.out.bias)
+    # so the fused model starts as the α-blend of the two pretrained scorers
+    users = np.arange(10)
+    blend = 0.3 * gmf.score_users(users) + 0.7 * mlp.score_users(users)
+    torch.testing.assert_close(neumf.score_users(users), blend, rtol=1e-5, atol=1e-5)
+    # and fit() runs end to end from there
+    neumf.fit(planted.train)
+    assert len(neumf.history_) == 2
+
+
+def test_pretrained_model_must_match(planted, tmp_path):
+    other = synthetic_implicit(50, 30, seed=5)
+    create("gmf", **{**FAST, "epochs": 1, "factors": 8}).fit(other).save(tmp_path / "g")
+    create("mlp", **{**FAST, "epochs": 1}).fit(planted.train).save(tmp_path / "m")
+    with pytest.raises(ConfigError, match="other users/items"):
+        create("neumf", epochs=1, factors=8, pretrained_gmf=str(tmp_path / "g")).fit(planted.train)
+    with pytest.raises(ConfigError, match="must hold a gmf"):
+        create("neumf", epochs=1, pretrained_gmf=str(tmp_path / "m")).fit(planted.train)
+    with pytest.raises(ConfigError, match="not a saved model"):
+        create("neumf", epochs=1, pretrained_mlp=str(tmp_path / "none")).fit(planted.train)
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("neumf", {"factors": 8, "layers": (16, 8), "dropout": 0.2}),
+        ("biased-mf", {"loss": "bpr", "factors": 8}),
+    ],
+)
+def test_save_load_and_determinism(planted, tmp_path, name, params):
+    cfg = {**FAST, "epochs": 3, **params}
+    a = create(name, **cfg).fit(planted.train, planted.valid)
+    b = create(name, **cfg).fit(planted.train, planted.valid)
+    users = np.arange(planted.train.n_users)
+    torch.testing.assert_close(a.score_users(users), b.score_users(users), rtol=0, atol=0)
+    a.save(tmp_path / name)
+    loaded = Recommender.load(tmp_path / name)
+    assert loaded.task == "ranking" and loaded.config == a.config
+    assert torch.equal(loaded.score_users(users), a.score_users(users))
+    ids, _ = a.recommend(planted.train.user_ids.to_ids([0])[0], k=5)
+    ids2, _ = loaded.recommend(planted.train.user_ids.to_ids([0])[0], k=5)
+    assert list(ids) == list(ids2)
+    c = create(name, **{**cfg, "seed": 1}).fit(planted.train, planted.valid)
+    assert not torch.equal(c.score_users(users), a.score_users(users))
+
+
+def test_layers_parse_from_text_and_are_checked():
+    assert create("mlp", layers="64-32-16-8").config.layers == (64, 32, 16, 8)
+    assert create("neumf", layers="16,8").config.layers == (16, 8)
+    for bad in ("63,8", "64", (0, 8)):
+        with pytest.raises(ConfigError, match="layers"):
+            create("mlp", layers=bad)
