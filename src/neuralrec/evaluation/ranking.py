@@ -56,7 +56,9 @@ def full_ranking(
         seen = train[block]
         rows = np.repeat(np.arange(len(block)), np.diff(seen.indptr))
         scores[torch.from_numpy(rows), torch.from_numpy(seen.indices.astype(np.int64))] = -torch.inf
-        top = torch.topk(scores, min(kmax, n_items), dim=1).indices.numpy()
+        # a copy: scipy 1.17's fancy indexing fails ("cannot set WRITEABLE flag") on arrays whose
+        # memory torch owns
+        top = torch.topk(scores, min(kmax, n_items), dim=1).indices.numpy().copy()
         rel = test[block]
         hits = (
             np.asarray(rel[np.arange(len(block))[:, None], top].todense()) > 0

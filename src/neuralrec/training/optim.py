@@ -227,9 +227,13 @@ def _dense(groups: list[dict], kind: str, lr: float, momentum: float) -> torch.o
         return torch.optim.Adagrad(groups, lr=lr)
     if kind == "rmsprop":
         return torch.optim.RMSprop(groups, lr=lr)
-    if kind == "adam":
-        return torch.optim.Adam(groups, lr=lr)
-    return torch.optim.AdamW(groups, lr=lr)
+    cls = torch.optim.Adam if kind == "adam" else torch.optim.AdamW
+    # the fused kernel is one pass over each tensor instead of a dozen: several times faster
+    # on large dense layers (autoencoders); torch < 2.4 has no CPU version, so fall back
+    try:
+        return cls(groups, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return cls(groups, lr=lr)
 
 
 def clip_gradients(module: nn.Module, max_norm: float) -> float:
