@@ -91,11 +91,6 @@ class RatingAutoencoder(TorchRecommender):
         super()._fit(train, valid, dataset=dataset, checkpoint_dir=checkpoint_dir, quiet=quiet)
         self._z = None  # the trainer may have restored other (the best) weights
 
-    def _observed_sse(self, out: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """Sum of squared errors over the stored (observed) entries of ``rows`` only."""
-        local, cols, vals = self.rows_.entries(rows)
-        return (out[local, cols] - vals).square().sum()
-
     # ------------------------------------------------------------------ scoring
     @torch.no_grad()
     def _codes(self) -> torch.Tensor:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from neuralrec.data.interactions import Interactions
+from neuralrec.models._sparse_ops import sparse_rows_matmul
 
 Orientation = Literal["user", "item"]
 ActivationName = Literal["identity", "sigmoid", "tanh", "relu", "selu", "elu", "leaky-relu"]
@@ -86,6 +87,15 @@ class RowBatch:
     n_rows: int
     n_cols: int
 
+    @property
+    def crow(self) -> torch.Tensor:
+        """Row pointers of the CSR layout (offsets followed by the entry count)."""
+        return torch.cat([self.offsets, self.offsets.new_tensor([len(self.cols)])])
+
+    def with_values(self, values: torch.Tensor) -> RowBatch:
+        """The same pattern holding other values."""
+        return RowBatch(self.cols, values, self.offsets, self.n_rows, self.n_cols)
+
     def to_dense(self) -> torch.Tensor:
         counts = torch.diff(self.offsets, append=self.offsets.new_tensor([len(self.cols)]))
         local = torch.repeat_interleave(torch.arange(self.n_rows, device=self.cols.device), counts)
@@ -98,8 +108,8 @@ class SparseInputLinear(nn.Module):
     """``x @ W + b`` for a dense batch or a :class:`RowBatch`.
 
     On sparse rows the product is a weighted sum of the rows of ``W`` picked by the stored
-    columns (``embedding_bag``), so its cost grows with the ratings in the batch, not with
-    ``batch x n_in``; the result is the same as on the dense rows.
+    columns, forward and backward (:func:`sparse_rows_matmul`), so its cost grows with the
+    ratings in the batch, not with ``batch x n_in``; the result is the same as on dense rows.
     """
 
     def __init__(self, n_in: int, n_out: int) -> None:
@@ -111,10 +121,7 @@ class SparseInputLinear(nn.Module):
 
     def forward(self, x: torch.Tensor | RowBatch) -> torch.Tensor:
         if isinstance(x, RowBatch):
-            out = F.embedding_bag(
-                x.cols, self.weight, x.offsets, mode="sum", per_sample_weights=x.values
-            )
-            return out + self.bias
+            return sparse_rows_matmul(self.weight, x.crow, x.cols, x.values) + self.bias
         return torch.addmm(self.bias, x, self.weight)
 
 

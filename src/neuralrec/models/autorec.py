@@ -34,6 +34,7 @@ from neuralrec.models._rows import (
     activation,
     xavier_linear,
 )
+from neuralrec.models._sparse_ops import observed_linear
 from neuralrec.models.registry import register
 from neuralrec.training.batches import Batch
 
@@ -44,18 +45,21 @@ class AutoRecConfig(RatingAutoencoderConfig):
     hidden: int = Field(500, ge=1, description="hidden units k (the paper uses 500)")
     hidden_activation: ActivationName = Field("sigmoid", description="f, on the hidden layer")
     output_activation: ActivationName = Field(
-        "identity", description="g, on the output layer (bounded ones span the rating scale)"
+        "sigmoid", description="g, on the output layer (bounded ones span the rating scale)"
     )
-    l2: float = Field(1.0, ge=0, description="λ in the paper's λ/2 (‖V‖² + ‖W‖²)")
+    l2: float = Field(100.0, ge=0, description="λ in the paper's λ/2 (‖V‖² + ‖W‖²)")
     input_dropout: float = Field(
-        0.0, ge=0, lt=1, description="share of observed inputs hidden during training (denoising)"
+        0.5, ge=0, lt=1, description="share of observed inputs hidden during training (denoising)"
     )
-    dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the hidden layer")
-    epochs: int = 60
+    hidden_weight: float = Field(
+        3.0, ge=0, description="loss weight of the hidden inputs' errors (α of Strub et al. 2016)"
+    )
+    dropout: float = Field(0.5, ge=0, lt=1, description="dropout on the hidden layer")
+    epochs: int = 50
     batch_size: int = 256
     optimizer: str = "adam"
-    lr: float = 3e-3
-    patience: int = 5
+    lr: float = 1e-3
+    patience: int = 6
 
 
 class AutoRecModule(nn.Module):
@@ -70,11 +74,9 @@ class AutoRecModule(nn.Module):
         low: float,
         high: float,
         mu: float,
-        input_dropout: float = 0.0,
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        self.input_dropout = nn.Dropout(input_dropout)
         self.dropout = nn.Dropout(dropout)
         self.encoder = SparseInputLinear(n_cols, hidden)
         self.decoder = xavier_linear(hidden, n_cols)
@@ -84,8 +86,6 @@ class AutoRecModule(nn.Module):
         nn.init.constant_(self.decoder.bias, float(self.output.inverse(mu)))
 
     def penultimate(self, x: torch.Tensor | RowBatch) -> torch.Tensor:
-        if isinstance(x, torch.Tensor):
-            x = self.input_dropout(x)
         return self.dropout(activation(self.hidden_activation)(self.encoder(x)))
 
     def last_layer(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,7 +117,6 @@ class _AutoRec(RatingAutoencoder):
             meta["low"],
             meta["high"],
             meta["mu"],
-            cfg.input_dropout,
             cfg.dropout,
         )
 
@@ -126,14 +125,32 @@ class _AutoRec(RatingAutoencoder):
 
         A batch holding a share s of the rows contributes its observed squared errors plus
         s · λ/2 (‖V‖² + ‖W‖²); summed over an epoch this is exactly the paper's objective.
+        With ``input_dropout`` some observed inputs are hidden from the encoder (and the kept
+        ones scaled up), and the errors on the hidden ones weigh ``hidden_weight``: the
+        denoising loss of Strub, Gaudel and Mary (2016), which trains the model on the test
+        situation, a rating it cannot see.
         """
         (rows,) = batch
+        cfg = self.config
         self._z = None  # the weights are about to change
-        # dense input: the backward pass of embedding_bag (sort-based) costs more than a matmul
-        out = self.module_(self.rows_.dense(rows))
+        m = self.module_
+        ratings = self.rows_.batch(rows)
+        vals = ratings.values
+        x, weight = ratings, None
+        if cfg.input_dropout:
+            # torch's global generator: the trainer seeds it per (seed, epoch)
+            hidden = torch.rand(len(vals), device=vals.device) < cfg.input_dropout
+            x = ratings.with_values(torch.where(hidden, 0.0, vals / (1 - cfg.input_dropout)))
+            weight = torch.where(hidden, cfg.hidden_weight, 1.0)
+        # the output only at the observed entries: all the loss needs (sparse forward/backward)
+        pre = observed_linear(
+            m.penultimate(x), m.decoder.weight, m.decoder.bias, ratings.crow, ratings.cols
+        )
+        err = (m.output(pre) - vals).square()
+        sse = (err if weight is None else err * weight).sum()
         share = len(rows) / self.trained_rows_
-        reg = share * self.config.l2 / 2 * self.module_.weight_norm()
-        return (self._observed_sse(out, rows) + reg) / (len(rows) * self.entries_per_row_)
+        reg = share * cfg.l2 / 2 * self.module_.weight_norm()
+        return (sse + reg) / (len(rows) * self.entries_per_row_)
 
 
 @register

@@ -155,8 +155,8 @@ class DeepRec(RatingAutoencoder):
         """Masked MSE on the batch, then (with ``refeed``) the re-feeding steps."""
         (rows,) = batch
         self._z = None  # the weights are about to change
-        out = self.module_(self.rows_.dense(rows))
         local, cols, vals = self.rows_.entries(rows)
+        out = self.module_(self.rows_.batch(rows))  # sparse first layer, dense output
         loss = (out[local, cols] - vals).square().mean()
         if not self.config.refeed:
             return loss
