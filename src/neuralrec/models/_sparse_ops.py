@@ -24,6 +24,28 @@ def _csr(
         return torch.sparse_csr_tensor(crow, cols, values, shape, check_invariants=False)
 
 
+def _t_matmul(
+    crow: torch.Tensor,
+    cols: torch.Tensor,
+    values: torch.Tensor,
+    n_cols: int,
+    dense: torch.Tensor,
+) -> torch.Tensor:
+    """``Xᵀ @ dense`` for X in CSR parts, through an explicit CSR of Xᵀ.
+
+    Building the transpose (one stable sort of the column indices) and multiplying it is
+    faster on CPU than torch's product with ``X.t()``.
+    """
+    order = torch.argsort(cols, stable=True)
+    rows = torch.repeat_interleave(
+        torch.arange(len(crow) - 1, device=cols.device), torch.diff(crow)
+    )
+    counts = torch.bincount(cols, minlength=n_cols)
+    t_crow = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
+    xt = _csr(t_crow, rows[order], values[order], (n_cols, len(crow) - 1))
+    return xt @ dense
+
+
 class SparseRowsMatmul(torch.autograd.Function):
     """``X @ W`` for sparse rows X (CSR parts), differentiable in ``W``.
 
@@ -46,8 +68,7 @@ class SparseRowsMatmul(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
         crow, cols, values = ctx.saved_tensors
-        x = _csr(crow, cols, values.to(grad.dtype), (grad.shape[0], ctx.n_in))
-        return x.t() @ grad, None, None, None
+        return _t_matmul(crow, cols, values.to(grad.dtype), ctx.n_in, grad), None, None, None
 
 
 class ObservedLinear(torch.autograd.Function):
@@ -55,7 +76,7 @@ class ObservedLinear(torch.autograd.Function):
 
     The masked loss of a rating autoencoder needs the output at the observed ratings alone; a
     sampled product (SDDMM) computes just those, and the backward pass multiplies the sparse
-    gradient back: ``grad_h = G @ W``, ``grad_W = Gᵀ @ h``.
+    gradient back: ``grad_h = G @ W`` and ``grad_W = Gᵀ @ h``.
     """
 
     @staticmethod
@@ -76,9 +97,17 @@ class ObservedLinear(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
         h, weight, crow, cols = ctx.saved_tensors
-        g = _csr(crow, cols, grad.contiguous(), (h.shape[0], weight.shape[0]))
-        grad_h = g @ weight if ctx.needs_input_grad[0] else None
-        grad_w = g.t() @ h if ctx.needs_input_grad[1] else None
+        grad = grad.contiguous()
+        grad_h = grad_w = None
+        if ctx.needs_input_grad[0]:  # G @ W: densifying G and one matmul beats the sparse kernel
+            g = torch.zeros(h.shape[0], weight.shape[0], dtype=grad.dtype, device=grad.device)
+            rows = torch.repeat_interleave(
+                torch.arange(h.shape[0], device=h.device), torch.diff(crow)
+            )
+            g[rows, cols] = grad
+            grad_h = g @ weight
+        if ctx.needs_input_grad[1]:
+            grad_w = _t_matmul(crow, cols, grad, weight.shape[0], h)
         grad_b = torch.zeros(weight.shape[0], dtype=grad.dtype, device=grad.device)
         return grad_h, grad_w, grad_b.index_add_(0, cols, grad), None, None
 

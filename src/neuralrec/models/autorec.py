@@ -24,6 +24,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from neuralrec.data.interactions import Interactions
 from neuralrec.models._rating_ae import RatingAutoencoder, RatingAutoencoderConfig
 from neuralrec.models._rows import (
     ActivationName,
@@ -37,6 +38,7 @@ from neuralrec.models._rows import (
 from neuralrec.models._sparse_ops import observed_linear
 from neuralrec.models.registry import register
 from neuralrec.training.batches import Batch
+from neuralrec.training.config import TrainConfig
 
 
 class AutoRecConfig(RatingAutoencoderConfig):
@@ -94,10 +96,6 @@ class AutoRecModule(nn.Module):
     def forward(self, x: torch.Tensor | RowBatch) -> torch.Tensor:
         return self.output(self.decoder(self.penultimate(x)))
 
-    def weight_norm(self) -> torch.Tensor:
-        """‖V‖² + ‖W‖² (biases are not regularised, as in the paper)."""
-        return self.encoder.weight.square().sum() + self.decoder.weight.square().sum()
-
 
 class _AutoRec(RatingAutoencoder):
     Config = AutoRecConfig
@@ -120,15 +118,24 @@ class _AutoRec(RatingAutoencoder):
             cfg.dropout,
         )
 
-    def _loss(self, batch: Batch) -> torch.Tensor:
-        """The paper's objective, scaled to a per-rating mean so one lr suits any dataset.
+    def _train_config(self, train: Interactions) -> TrainConfig:
+        """The paper's λ/2 (‖V‖² + ‖W‖²) as the optimizer's (coupled L2) weight decay.
 
-        A batch holding a share s of the rows contributes its observed squared errors plus
-        s · λ/2 (‖V‖² + ‖W‖²); summed over an epoch this is exactly the paper's objective.
-        With ``input_dropout`` some observed inputs are hidden from the encoder (and the kept
-        ones scaled up), and the errors on the hidden ones weigh ``hidden_weight``: the
-        denoising loss of Strub, Gaudel and Mary (2016), which trains the model on the test
-        situation, a rating it cannot see.
+        :meth:`_loss` is the paper's objective divided by the number of ratings, so the
+        penalty's gradient is (λ / n_ratings) · W at every step: exactly a weight decay of
+        λ / n_ratings on V and W (biases excluded, as in the paper), which the fused optimizer
+        applies for free. (With ``optimizer="adamw"`` the decay is decoupled instead.)
+        """
+        cfg = self.config
+        return cfg.replace(weight_decay=cfg.weight_decay + cfg.l2 / max(self.rows_.nnz, 1))
+
+    def _loss(self, batch: Batch) -> torch.Tensor:
+        """Squared error over the observed entries, per rating (the penalty: see above).
+
+        With ``input_dropout`` some observed inputs are hidden from the encoder (the kept ones
+        scaled up), and the errors on the hidden ones weigh ``hidden_weight``: the denoising
+        loss of Strub, Gaudel and Mary (2016), which trains the model on the test situation, a
+        rating it cannot see.
         """
         (rows,) = batch
         cfg = self.config
@@ -148,9 +155,8 @@ class _AutoRec(RatingAutoencoder):
         )
         err = (m.output(pre) - vals).square()
         sse = (err if weight is None else err * weight).sum()
-        share = len(rows) / self.trained_rows_
-        reg = share * cfg.l2 / 2 * self.module_.weight_norm()
-        return (sse + reg) / (len(rows) * self.entries_per_row_)
+        # a batch's share of the epoch's sum, per rating: the mean over an epoch
+        return sse / (len(rows) * self.entries_per_row_)
 
 
 @register

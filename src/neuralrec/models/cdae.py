@@ -42,7 +42,7 @@ class CDAEConfig(TrainConfig):
     """Hyperparameters of CDAE. Defaults: chosen on a validation split, docs/autoencoders.md."""
 
     hidden: int = Field(200, ge=1, description="hidden units K")
-    corruption: float = Field(0.5, ge=0, lt=1, description="dropout rate q on the input vector")
+    corruption: float = Field(0.7, ge=0, lt=1, description="dropout rate q on the input vector")
     hidden_activation: ActivationName = Field("sigmoid", description="h, on the hidden layer")
     loss: Literal["bce", "mse"] = Field("bce", description="per-entry loss on σ(output)")
     negatives: float | None = Field(
@@ -51,7 +51,8 @@ class CDAEConfig(TrainConfig):
     user_node: bool = Field(True, description="add the per-user input node V_u")
     epochs: int = 200
     batch_size: int = 128
-    lr: float = 1e-3
+    lr: float = 3e-3
+    weight_decay: float = 1e-3
     monitor: str = "ndcg@10"
     patience: int = 10
 

@@ -87,7 +87,7 @@ class TorchRecommender(Recommender):
         batches = self._batches(train)
         validate = self._validator(train, valid) if valid is not None and len(valid) else None
         trainer = Trainer(
-            cfg,
+            self._train_config(train),
             checkpoint_dir=checkpoint_dir,
             quiet=quiet,
             description=self.name,
@@ -98,6 +98,11 @@ class TorchRecommender(Recommender):
             self.module_, batches, self._loss, validate, train_module=train_module
         )
         self.module_.eval()
+
+    def _train_config(self, train: Interactions) -> TrainConfig:
+        """The options the trainer runs with: the model's config, unless the model folds one of
+        its own terms in (e.g. an L2 penalty whose gradient is exactly a weight decay)."""
+        return self.config
 
     def _validator(self, train: Interactions, valid: Interactions):
         """Validation metrics for early stopping: RMSE/MAE for rating models, NDCG@10 otherwise."""
