@@ -93,7 +93,7 @@ class TorchRecommender(Recommender):
             train_module = wrap(self.module_, self._loss, self.device)
             loss_fn = train_module
         trainer = Trainer(
-            cfg,
+            self._train_config(train),
             checkpoint_dir=checkpoint_dir,
             quiet=quiet,
             description=self.name,
@@ -104,6 +104,11 @@ class TorchRecommender(Recommender):
             self.module_, batches, loss_fn, validate, train_module=train_module
         )
         self.module_.eval()
+
+    def _train_config(self, train: Interactions) -> TrainConfig:
+        """The options the trainer runs with: the model's config, unless the model folds one of
+        its own terms in (e.g. an L2 penalty whose gradient is exactly a weight decay)."""
+        return self.config
 
     def _validator(self, train: Interactions, valid: Interactions):
         """Validation metrics for early stopping: RMSE/MAE for rating models, NDCG@10 otherwise."""

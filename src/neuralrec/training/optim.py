@@ -222,23 +222,60 @@ def make_optimizers(
     weight_decay: float = 0.0,
     decay_biases: bool = False,
     momentum: float = 0.9,
-) -> list[RowSparse]:
-    """The optimizer for ``module`` (a list, so callers can hold several).
+) -> list[Any]:
+    """The optimizers for ``module``: :class:`RowSparse`, plus torch's fused Adam for large
+    dense layers under ``adam``/``adamw``.
 
     Weight decay skips biases (1-d parameters and one-column tables) unless ``decay_biases``.
     """
     if kind not in OPTIMIZERS:
         raise ConfigError(f"unknown optimizer {kind!r}; use one of {', '.join(OPTIMIZERS)}")
-    decay: list[nn.Parameter] = []
-    plain: list[nn.Parameter] = []
+    sparse_ids = sparse_parameters(module)
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for name, p in module.named_parameters():
-        if p.requires_grad:
-            use = bool(weight_decay) and (decay_biases or not _is_bias(name, p))
-            (decay if use else plain).append(p)
-    groups = [
-        {"params": g, "weight_decay": wd} for g, wd in ((plain, 0.0), (decay, weight_decay)) if g
-    ]
-    return [RowSparse(groups, kind, lr, momentum=momentum)] if groups else []
+        if not p.requires_grad:
+            continue
+        decay = bool(weight_decay) and (decay_biases or not _is_bias(name, p))
+        groups.setdefault((id(p) in sparse_ids, decay), []).append(p)
+    dense_numel = sum(p.numel() for (sparse, _), ps in groups.items() if not sparse for p in ps)
+    fused = kind in ("adam", "adamw") and dense_numel >= FUSED_MIN_NUMEL
+    optimizers: list[Any] = []
+    for part in ((True,), (False,)) if fused else ((True, False),):
+        pgroups = [
+            {"params": ps, "weight_decay": weight_decay if decay else 0.0}
+            for decay in (False, True)
+            for sparse in part
+            if (ps := groups.get((sparse, decay)))
+        ]
+        if not pgroups:
+            continue
+        if fused and part == (False,):
+            optimizers.append(_fused_adam(pgroups, kind, lr))
+        else:
+            optimizers.append(RowSparse(pgroups, kind, lr, momentum=momentum))
+    return optimizers
+
+
+#: dense parameters at least this large go to torch's fused Adam (one kernel per tensor instead
+#: of a dozen ops); below it the 1-4 s ``torch._dynamo`` import its base class costs dominates
+FUSED_MIN_NUMEL = 1 << 20
+
+
+def _fused_adam(groups: list[dict], kind: str, lr: float) -> torch.optim.Optimizer:
+    cls = torch.optim.Adam if kind == "adam" else torch.optim.AdamW
+    try:
+        return cls(groups, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # no fused kernel for this device/dtype
+        return cls(groups, lr=lr)
+
+
+def sparse_parameters(module: nn.Module) -> set[int]:
+    """Ids of parameters that receive sparse gradients (sparse embedding tables)."""
+    return {
+        id(m.weight)
+        for m in module.modules()
+        if isinstance(m, nn.Embedding | nn.EmbeddingBag) and m.sparse
+    }
 
 
 def clip_gradients(module: nn.Module, max_norm: float) -> float:

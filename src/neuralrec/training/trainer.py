@@ -11,7 +11,7 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,10 @@ from neuralrec.training.optim import RowSparse, clip_gradients, make_optimizers
 from neuralrec.training.progress import TrainingProgress
 from neuralrec.utils.seeding import set_threads
 
-LossFn = Callable[[Batch], torch.Tensor]
+#: a loss function returns one loss per batch, or an iterator of losses when one batch takes
+#: several optimizer steps (e.g. DeepRec's dense re-feeding): the trainer steps after each one,
+#: so a later loss is computed with the weights the earlier steps produced
+LossFn = Callable[[Batch], torch.Tensor | Iterator[torch.Tensor]]
 ValidateFn = Callable[[], Mapping[str, float]]
 CHECKPOINT_NAME = "checkpoint.safetensors"
 
@@ -205,13 +208,21 @@ class Trainer:
         for batch in batches.epoch(epoch, cfg.seed, self.dist.rank, self.dist.world_size):
             for opt in optimizers:
                 opt.zero_grad(set_to_none=True)
-            loss = loss_fn(batch)
-            loss.backward()
-            if cfg.grad_clip:
-                clip_gradients(train_module, cfg.grad_clip)
-            for opt in optimizers:
-                opt.step()
-            total += loss.detach().to("cpu", torch.float64)
+            out = loss_fn(batch)
+            losses = iter((out,)) if isinstance(out, torch.Tensor) else out
+            # the first loss is the batch's objective (what train_loss reports); any further
+            # ones are extra steps on the same batch
+            for step, loss in enumerate(losses):
+                if step:
+                    for opt in optimizers:
+                        opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip:
+                    clip_gradients(train_module, cfg.grad_clip)
+                for opt in optimizers:
+                    opt.step()
+                if step == 0:
+                    total += loss.detach().to("cpu", torch.float64)
             steps += 1
             bar.advance_batch()
         train_loss = self.dist.all_reduce_mean(float(total) / max(steps, 1))

@@ -1,0 +1,301 @@
+"""Benchmarks of the autoencoder models against the published figures (issue 7).
+
+Pieces (``--only`` takes a comma-separated list; default: all but the tuning searches):
+
+    autorec-ml1m     I-AutoRec with its defaults, MovieLens 1M, random 90/10 (seed 42), the
+                     paper's protocol; seconds per epoch and fit time
+    autorec-fg-ml1m  the four hidden/output activation pairs of the paper's Table 1(b), each
+                     with λ and lr chosen on the validation split
+    autorec-ml100k   I-AutoRec, MovieLens 100K, split u1
+    deeprec-ml1m     DeepRec on MovieLens 1M (random 90/10, seed 42) and the depth sweep (PNG)
+    cdae-ml100k      CDAE full ranking, MovieLens 100K, per-user random 80/10/10, 3 seeds
+    tune-autorec     the validation search behind AutoRec's defaults (ML-1M, inner split)
+    tune-cdae        the validation search behind CDAE's defaults (ML-100K, validation part)
+
+Rating protocol: a validation split is carved from the training part only (random 10% of it,
+seed 42); early stopping on it picks the number of epochs; the model is then refitted on the
+whole training part for that many epochs and scored once on the test part. Results are merged
+into benchmarks/results/autoencoders.json. Data: $NEURALREC_DATA_HOME (default
+/work/shared/datasets) with ml-100k/u.data and ml-1m-triples/ratings.csv.
+
+    PYTHONPATH=src python benchmarks/bench_autoencoders.py --only autorec-ml1m
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from neuralrec.data import Interactions, split
+from neuralrec.evaluation.ranking import full_ranking
+from neuralrec.models import create
+
+RESULTS = Path(__file__).parent / "results"
+PAPER_FG = {  # AutoRec Table 1(b), ML-1M: (hidden, output) -> RMSE; the paper's (f, g) = (out, hid)
+    ("identity", "identity"): 0.872,
+    ("identity", "sigmoid"): 0.852,
+    ("sigmoid", "identity"): 0.831,
+    ("sigmoid", "sigmoid"): 0.836,
+}
+DEPTHS = {2: (512,), 4: (512, 512), 6: (512, 512, 1024), 8: (512, 512, 512, 1024)}
+DEPTHS[10] = (512, 512, 512, 512, 1024)
+
+
+def load(name: str) -> Interactions:
+    """MovieLens from the shared files (swap for neuralrec.data.load_dataset once it lands)."""
+    home = Path(os.environ.get("NEURALREC_DATA_HOME", "/work/shared/datasets"))
+    if name == "ml-100k":
+        cols = ["user", "item", "rating", "timestamp"]
+        frame = pd.read_csv(home / "ml-100k" / "u.data", sep="\t", names=cols)
+    elif name == "ml-1m":
+        frame = pd.read_csv(home / "ml-1m-triples" / "ratings.csv")
+        frame = frame.rename(columns={"movie": "item"})
+    else:
+        raise ValueError(name)
+    return Interactions.from_frame(frame, source=name)
+
+
+def rmse(model: Any, data: Interactions) -> float:
+    users = data.user_ids.to_ids(data.users)
+    items = data.item_ids.to_ids(data.items)
+    return float(np.sqrt(np.mean((model.predict(users, items) - data.ratings) ** 2)))
+
+
+def rating_protocol(name: str, train: Interactions, test: Interactions, **params: Any) -> dict:
+    """Validation on a split of ``train`` picks the epochs; refit on ``train``; test once."""
+    inner = split(train, "random:0.1", seed=42)
+    start = time.perf_counter()
+    probe = create(name, **params).fit(inner.train, inner.test)
+    best = int(probe.history_[-1]["best_epoch"])
+    start_fit, cpu = time.perf_counter(), time.process_time()
+    final = create(name, **{**params, "epochs": best, "early_stopping": False}).fit(train)
+    fit_s, cpu_s = time.perf_counter() - start_fit, time.process_time() - cpu
+    return {
+        "model": name,
+        "params": {k: v for k, v in final.config.model_dump(mode="json").items() if k in params},
+        "valid_rmse": min(h["rmse"] for h in probe.history_),
+        "epochs": best,
+        "test_rmse": rmse(final, test),
+        "s_per_epoch": float(np.mean([h["seconds"] for h in final.history_])),
+        "fit_s": fit_s,
+        # CPU seconds of this process: what the fit costs without the other jobs on the machine
+        # (equal to wall time on a quiet machine with threads=1)
+        "fit_cpu_s": cpu_s,
+        "total_s": time.perf_counter() - start,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def autorec_ml1m(args: argparse.Namespace) -> dict:
+    parts = split(load("ml-1m"), "random:0.1", seed=42)
+    res = rating_protocol("autorec-i", parts.train, parts.test, threads=args.threads)
+    return {
+        "protocol": "random:0.1 seed 42 (90/10); valid = random 10% of train (seed 42)",
+        "dropped_cold_test_rows": parts.dropped_cold,
+        "test_rows": len(parts.test),
+        "autorec-i": res,
+        "speed": {k: res[k] for k in ("s_per_epoch", "fit_s", "fit_cpu_s", "epochs", "threads")},
+    }
+
+
+def autorec_fg_ml1m(args: argparse.Namespace) -> dict:
+    """The paper's Table 1(b): each activation pair with λ and lr picked on validation."""
+    parts = split(load("ml-1m"), "random:0.1", seed=42)
+    inner = split(parts.train, "random:0.1", seed=42)
+    out: dict[str, Any] = {"protocol": "as autorec-ml1m; grid l2 x lr per pair", "rows": []}
+    for (hid, outp), paper in PAPER_FG.items():
+        trials = []
+        for l2, lr in ((10.0, 1e-3), (100.0, 1e-3), (10.0, 3e-3), (100.0, 3e-3)):
+            params = dict(hidden_activation=hid, output_activation=outp, l2=l2, lr=lr)
+            model = create("autorec-i", epochs=100, threads=args.threads, **params)
+            model.fit(inner.train, inner.test)
+            trials.append((min(h["rmse"] for h in model.history_), params))
+            print(f"  {hid}/{outp} l2={l2} lr={lr}: valid {trials[-1][0]:.4f}", flush=True)
+        best = min(trials, key=lambda t: t[0])[1]
+        res = rating_protocol(
+            "autorec-i", parts.train, parts.test, threads=args.threads, epochs=100, **best
+        )
+        out["rows"].append({"hidden": hid, "output": outp, "paper": paper, **res})
+        print(f"  {hid}/{outp}: test {res['test_rmse']:.4f} (paper {paper})", flush=True)
+    return out
+
+
+def autorec_ml100k(args: argparse.Namespace) -> dict:
+    parts = split(load("ml-100k"), "u1")
+    res = rating_protocol("autorec-i", parts.train, parts.test, threads=args.threads)
+    return {"protocol": "u1", "dropped_cold_test_rows": parts.dropped_cold, "autorec-i": res}
+
+
+def deeprec_ml1m(args: argparse.Namespace) -> dict:
+    parts = split(load("ml-1m"), "random:0.1", seed=42)
+    out: dict[str, Any] = {"protocol": "random:0.1 seed 42 (90/10)", "sweep": []}
+    out["deeprec"] = rating_protocol("deeprec", parts.train, parts.test, threads=args.threads)
+    for depth, layers in DEPTHS.items():
+        res = rating_protocol(
+            "deeprec", parts.train, parts.test, layers=layers, threads=args.threads
+        )
+        out["sweep"].append({"depth": depth, "layers": list(layers), **res})
+    _plot_depth(out["sweep"], RESULTS / "deeprec_depth.png")
+    return out
+
+
+def _plot_depth(sweep: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot([s["depth"] for s in sweep], [s["test_rmse"] for s in sweep], "o-", label="test")
+    ax.plot([s["depth"] for s in sweep], [s["valid_rmse"] for s in sweep], "s--", label="valid")
+    ax.set_xlabel("layers (encoder + decoder)")
+    ax.set_ylabel("RMSE")
+    ax.set_title("DeepRec depth, MovieLens 1M (90/10)")
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def cdae_ml100k(args: argparse.Namespace) -> dict:
+    data = load("ml-100k")
+    runs = []
+    for seed in (0, 1, 2):
+        parts = split(data, "user-random:0.1", seed=seed, valid_fraction=0.1)
+        start = time.perf_counter()
+        model = create("cdae", seed=seed, threads=args.threads).fit(parts.train, parts.valid)
+        fit_s = time.perf_counter() - start
+        res = full_ranking(
+            model.score_users,
+            parts.train.tocsr("ones"),
+            parts.test.tocsr("ones"),
+            ks=(10,),
+            metrics=("recall", "ndcg", "hit", "precision"),
+        ).summary()
+        hist = model.history_
+        runs.append(
+            {
+                "seed": seed,
+                **{k: float(v) for k, v in res.items() if "@" in k},
+                "best_epoch": int(hist[-1]["best_epoch"]),
+                "s_per_epoch": float(np.mean([h["seconds"] for h in hist])),
+                "fit_s": fit_s,
+            }
+        )
+        print(f"  cdae seed {seed}: {runs[-1]}", flush=True)
+    keys = [k for k in runs[0] if "@" in k]
+    mean = {k: float(np.mean([r[k] for r in runs])) for k in keys}
+    std = {k: float(np.std([r[k] for r in runs])) for k in keys}
+    return {
+        "protocol": "user-random:0.1, valid_fraction 0.1 (80/10/10), full ranking, all ratings "
+        "as interactions, seeds 0-2",
+        "recbole": {"cdae_batch128": 0.302, "multivae": 0.300, "ease": 0.330},
+        "runs": runs,
+        "mean": mean,
+        "std": std,
+    }
+
+
+def _search(args: argparse.Namespace, name: str, grid: list[dict], fit_eval: Any) -> dict:
+    rows = []
+    for params in grid:
+        score, epochs = fit_eval({**params, "threads": args.threads})
+        rows.append({"params": params, "score": score, "best_epoch": epochs})
+        print(f"  {name} {params}: {score:.4f} (epoch {epochs})", flush=True)
+    return {"grid": rows}
+
+
+def tune_autorec(args: argparse.Namespace) -> dict:
+    """Validation RMSE of I-AutoRec settings on MovieLens 1M's inner split (never the test)."""
+    inner = split(split(load("ml-1m"), "random:0.1", seed=42).train, "random:0.1", seed=42)
+
+    def fit_eval(params: dict) -> tuple[float, int]:
+        model = create("autorec-i", epochs=200, **params).fit(inner.train, inner.test)
+        return min(h["rmse"] for h in model.history_), model.history_[-1]["best_epoch"]
+
+    plain = dict(input_dropout=0.0, dropout=0.0, output_activation="identity")
+    grid = [
+        {**plain, "l2": 10.0, "lr": 3e-3},
+        {**plain, "l2": 100.0, "lr": 3e-3},
+        {"l2": 100.0, "lr": 3e-3, "input_dropout": 0.25, "hidden_weight": 1.0},
+        {"l2": 100.0, "lr": 3e-3},
+        {"l2": 30.0},
+        {"l2": 100.0},
+        {"l2": 300.0},
+    ]
+    return {
+        "protocol": "ML-1M, valid = 10% of the 90% train part",
+        **_search(args, "autorec-i", grid, fit_eval),
+    }
+
+
+def tune_cdae(args: argparse.Namespace) -> dict:
+    """Validation NDCG@10 of CDAE settings on MovieLens 100K (validation part, seed 0)."""
+    parts = split(load("ml-100k"), "user-random:0.1", seed=0, valid_fraction=0.1)
+
+    def fit_eval(params: dict) -> tuple[float, int]:
+        model = create("cdae", **params).fit(parts.train, parts.valid)
+        return max(h["ndcg@10"] for h in model.history_), model.history_[-1]["best_epoch"]
+
+    grid = [
+        {"hidden": 64, "hidden_activation": "relu", "lr": 1e-3, "corruption": 0.5},
+        {"hidden": 200, "lr": 1e-3, "corruption": 0.5},
+        {"hidden": 200, "lr": 1e-2, "corruption": 0.5},
+        {"hidden": 200, "lr": 1e-2, "corruption": 0.7},
+        {"hidden": 500, "lr": 1e-2, "corruption": 0.5},
+        {"hidden": 200, "lr": 1e-2, "corruption": 0.5, "loss": "mse"},
+        {"hidden": 200, "lr": 1e-2, "corruption": 0.7, "negatives": 5.0},
+    ]
+    return {
+        "protocol": "ML-100K user-random 80/10/10 seed 0, valid part",
+        **_search(args, "cdae", grid, fit_eval),
+    }
+
+
+PIECES = {
+    "autorec-ml1m": autorec_ml1m,
+    "autorec-fg-ml1m": autorec_fg_ml1m,
+    "autorec-ml100k": autorec_ml100k,
+    "deeprec-ml1m": deeprec_ml1m,
+    "cdae-ml100k": cdae_ml100k,
+}
+
+
+TUNING = {"tune-autorec": tune_autorec, "tune-cdae": tune_cdae}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", default="all", help="comma-separated pieces, or all")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    args = parser.parse_args()
+    pieces = {**PIECES, **TUNING}
+    if args.only == "all":
+        args.only = ",".join(PIECES)
+    path = RESULTS / "autoencoders.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    for name in args.only.split(","):
+        print(f"== {name}", flush=True)
+        start = time.perf_counter()
+        results[name] = pieces[name](args)
+        results[name]["wall_s"] = time.perf_counter() - start
+        results[name]["machine"] = (
+            f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
+        )
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=1, default=str))
+        print(json.dumps(results[name], indent=1, default=str), flush=True)
+
+
+if __name__ == "__main__":
+    main()
