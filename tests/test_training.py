@@ -124,7 +124,10 @@ def _linear_fit(cfg, tmp_path=None, validate=None, stop_after=None, batch_size=3
     return model, history
 
 
-def test_resume_after_kill_gives_identical_result(tmp_path):
+@pytest.mark.parametrize("fused", [False, True], ids=["rowsparse", "torch-fused-adam"])
+def test_resume_after_kill_gives_identical_result(tmp_path, monkeypatch, fused):
+    if fused:  # large dense layers go to torch's fused Adam: its state must resume too
+        monkeypatch.setattr("neuralrec.training.optim.FUSED_MIN_NUMEL", 0)
     cfg = TrainConfig(epochs=6, optimizer="adam", lr=0.05, early_stopping=False, seed=3)
     full, full_hist = _linear_fit(cfg)
     with pytest.raises(KeyboardInterrupt):
