@@ -25,11 +25,12 @@ from neuralrec.data.dataset import Dataset
 from neuralrec.data.idmap import IdMap
 from neuralrec.data.interactions import Interactions
 from neuralrec.errors import ConfigError
+from neuralrec.models.cold_start import ridge_fold_in
 from neuralrec.models.hybrid_features import ItemSide, UserSide, build_item_side, build_user_side
-from neuralrec.models.hybrid_net import HybridNet, UserRowBlocks, pool_history_loo
+from neuralrec.models.hybrid_net import HybridNet, gather_rows, pool_history_rows
 from neuralrec.models.registry import register
 from neuralrec.models.torch_base import TorchRecommender
-from neuralrec.training.batches import Batch, BatchSource
+from neuralrec.training.batches import Batch, BatchSource, TensorBatches
 from neuralrec.training.config import TrainConfig
 
 
@@ -39,8 +40,9 @@ class MFDNNConfig(TrainConfig):
     id_dim: int = Field(16, ge=1, description="item-id embedding size (tower input)")
     genre_dim: int = Field(8, ge=1, description="genre embedding size, mean-pooled per item")
     layers: tuple[int, ...] = Field(
-        (64, 32), min_length=1, description="dense ReLU layer sizes; the last is the factor size"
+        (64, 64), min_length=1, description="sizes of the item tower's dense ReLU layers"
     )
+    factors: int = Field(32, ge=1, description="size of the item and user vectors")
     dropout: float = Field(0.1, ge=0, lt=1, description="dropout after each dense layer")
     id_dropout: float = Field(
         0.2, ge=0, lt=1, description="share of training rows that see the item as brand new"
@@ -49,6 +51,9 @@ class MFDNNConfig(TrainConfig):
         0.1, ge=0, lt=1, description="share of rows scored without the user-id embedding"
     )
     history: bool = Field(True, description="add the pooled embedding of the user's items")
+    rating_dim: int = Field(
+        32, ge=0, description="size of the item's pooled-raters input (0: leave it out)"
+    )
     user_features: bool = Field(True, description="use gender/age/occupation where present")
     avg_prior: float = Field(5.0, ge=0, description="damping of the average-rating input")
     l2: float = Field(0.02, ge=0, description="λ on the embedding rows a batch uses")
@@ -113,7 +118,9 @@ class MFDNN(TorchRecommender):
     def _build_module(self, meta: Mapping[str, Any]) -> nn.Module:
         cfg = self.config
         users = meta["users"]
-        sizes = [len(users["encoder"][f]["categories"]) + 1 for f in users["fields"]] if users else []
+        sizes = (
+            [len(users["encoder"][f]["categories"]) + 1 for f in users["fields"]] if users else []
+        )
         return HybridNet(
             n_users=meta["n_users"],
             n_items=meta["n_items"],
@@ -123,17 +130,28 @@ class MFDNN(TorchRecommender):
             id_dim=cfg.id_dim,
             genre_dim=cfg.genre_dim,
             layers=cfg.layers,
+            factors=cfg.factors,
             dropout=cfg.dropout,
             history=cfg.history,
+            rating_dim=cfg.rating_dim,
             init_std=cfg.init_std,
             offset=meta["offset"],
         )
 
     def _prepare(self, train: Interactions, dataset: Dataset | None) -> None:
-        self._hist = sp.csr_matrix(
-            (np.ones(len(train), np.float32), (train.users, train.items)), shape=train.shape
-        )
-        self._hist.sort_indices()
+        # the training ratings in the order of the seen-items matrix (saved with the model)
+        ratings = train.tocsr("ratings")
+        ratings.sort_indices()
+        self._set_ratings(ratings.data.astype(np.float32))
+
+    def _set_ratings(self, values: np.ndarray) -> None:
+        """Training ratings aligned with ``seen_`` -> history and pooled-raters matrices."""
+        seen = self.seen_
+        self._hist = seen
+        self._ratings = values
+        centred = sp.csr_matrix((values - self.items_.mu, seen.indices, seen.indptr), seen.shape)
+        self._rated = centred.T.tocsr()  # items x users
+        self._rated.sort_indices()
         self._tensors_from_sides()
 
     def _tensors_from_sides(self) -> None:
@@ -148,9 +166,9 @@ class MFDNN(TorchRecommender):
         self._cache: dict[str, torch.Tensor] | None = None
 
     def _batches(self, train: Interactions) -> BatchSource:
-        return UserRowBlocks(
-            train.users, train.items, train.ratings, train.n_users, self.config.batch_size
-        )
+        cols = [torch.from_numpy(x.astype(np.int64)) for x in (train.users, train.items)]
+        cols.append(torch.from_numpy(train.ratings.astype(np.float32)))
+        return TensorBatches(cols, batch_size=self.config.batch_size)
 
     # ------------------------------------------------------------------ training
     def _dense_rows(
@@ -168,9 +186,29 @@ class MFDNN(TorchRecommender):
         pop = torch.where(keep, torch.log1p(cnt) / side.max_log_count, torch.zeros_like(cnt))
         return torch.stack([avg, self._year[items], pop], dim=1)
 
+    def _rated_input(
+        self, items: torch.Tensor, users: torch.Tensor | None, ratings: torch.Tensor | None
+    ) -> torch.Tensor:
+        """sqrtN-pooled rater embeddings weighted by centred rating, per row of ``items``;
+        with ``users``/``ratings`` (training rows) the row's own rating is left out."""
+        net = self.module_
+        uniq, inv = torch.unique(items, return_inverse=True)
+        pos, seg, _ = gather_rows(self._rated.indptr, self._rated.indices, uniq.numpy())
+        cols = torch.from_numpy(self._rated.indices[pos].astype(np.int64))
+        vals = torch.from_numpy(self._rated.data[pos]).unsqueeze(1)
+        pooled = torch.zeros(len(uniq), net.rating_dim).index_add(
+            0, torch.from_numpy(seg), net.raters(cols) * vals
+        )
+        pooled = pooled[inv]
+        cnt = self._cnt[items]
+        if users is not None and ratings is not None:
+            pooled = pooled - (ratings - self.items_.mu).unsqueeze(1) * net.raters(users)
+            cnt = cnt - 1
+        return pooled / cnt.clamp_min(1).sqrt().unsqueeze(1)
+
     def _scores_train(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Training-mode scores of a batch, its targets and its L2 penalty."""
-        users, items, ratings, seg, n_block = batch
+        users, items, ratings = batch
         net, cfg = self.module_, self.config
         self._cache = None  # weights are about to change
         n = ratings.shape[0]
@@ -178,19 +216,25 @@ class MFDNN(TorchRecommender):
         keep_u = (torch.rand(n) >= cfg.user_id_dropout).float().unsqueeze(1)
         idv = net.item_id(items) * keep_i.float().unsqueeze(1)
         gv = net.genre_vectors(self._g_off, self._g_idx)[items]
-        h, b = net.items(idv, gv, self._dense_rows(items, ratings, keep_i))
+        rated = None
+        if net.rating_dim:
+            rated = self._rated_input(items, users, ratings) * keep_i.float().unsqueeze(1)
+        h, b = net.items(idv, gv, self._dense_rows(items, ratings, keep_i), rated)
         pu = net.user_id(users)
         au = net.user_bias(users).squeeze(1)
         p = pu * keep_u
         a = au * keep_u.squeeze(1)
-        reg = cfg.l2 * (idv.square().sum() + pu.square().sum()) + cfg.bias_l2 * au.square().sum()
         if len(net.fields):
             fp, fb = net.field_terms(self._codes[users])
             p, a = p + fp, a + fb
         if net.history:
-            hp, hb, y = pool_history_loo(net, items, seg, int(n_block))
+            hp, hb = pool_history_rows(net, self._hist.indptr, self._hist.indices, users, items)
             p, a = p + hp, a + hb
-            reg = reg + cfg.l2 * y.square().sum()
+        # L2 on what enters the score, as MF's λ(‖p_u‖² + ‖q_i‖²): the tower could otherwise
+        # blow up small id embeddings, and a penalty on them alone would not bind
+        reg = cfg.l2 * (p.square().sum() + h.square().sum()) + cfg.bias_l2 * (
+            a.square().sum() + b.square().sum()
+        )
         return net.offset + a + b + (p * h).sum(1), ratings, reg
 
     def _loss(self, batch: Batch) -> torch.Tensor:
@@ -213,7 +257,10 @@ class MFDNN(TorchRecommender):
         trained_i = (self._cnt > 0).float().unsqueeze(1)
         dense = torch.from_numpy(self.items_.dense())
         gv = net.genre_vectors(self._g_off, self._g_idx)[: self.n_items]
-        h, b = net.items(net.item_id.weight * trained_i, gv, dense)
+        rated = None
+        if net.rating_dim:
+            rated = self._rated_input(torch.arange(self.n_items), None, None)
+        h, b = net.items(net.item_id.weight * trained_i, gv, dense, rated)
         new_h, new_b = self._new_item_tables(*self.items_.encode_new(pd.DataFrame(index=[0])))
         trained_u = torch.from_numpy(self.user_counts_ > 0).float().unsqueeze(1)
         p = net.user_id.weight * trained_u
@@ -319,7 +366,9 @@ class MFDNN(TorchRecommender):
             out[sel] = self._link(s).numpy()
         return out
 
-    def _user_terms(self, u: np.ndarray, t: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _user_terms(
+        self, u: np.ndarray, t: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         known = torch.from_numpy(u >= 0).float()
         idx = torch.from_numpy(np.maximum(u, 0).astype(np.int64))
         return t["p"][idx] * known.unsqueeze(1), t["a"][idx] * known
@@ -373,13 +422,12 @@ class MFDNN(TorchRecommender):
         self, p: torch.Tensor, a: torch.Tensor, items: np.ndarray, r: np.ndarray, t: dict
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Ridge least squares for (Δp, Δa) on the residuals of the given ratings."""
-        h = t["h"][torch.from_numpy(items)].double()
-        pred = self.module_.offset + a.double() + t["b"][torch.from_numpy(items)].double()
-        res = torch.from_numpy(r) - pred - h @ p[0].double()
-        x = torch.cat([h, torch.ones(len(items), 1, dtype=torch.float64)], dim=1)
-        reg = torch.full((x.shape[1],), self.config.fold_in_l2, dtype=torch.float64)
-        w = torch.linalg.solve(x.T @ x + torch.diag(reg), x.T @ res)
-        return p + w[:-1].float().unsqueeze(0), a + w[-1].float()
+        idx = torch.from_numpy(items)
+        h = t["h"][idx]
+        pred = self.module_.offset + a + t["b"][idx] + h @ p[0]
+        l2 = self.config.fold_in_l2
+        w, da = ridge_fold_in(h, torch.from_numpy(r) - pred.double(), l2, l2)
+        return p + w.float().unsqueeze(0), a + da.float()
 
     def score_history(self, items: np.ndarray, ratings: np.ndarray | None = None) -> torch.Tensor:
         return self.score_profile(items, ratings)
@@ -394,9 +442,7 @@ class MFDNN(TorchRecommender):
             out.update(self.extra_.tensors("extra."))
         if self.users_ is not None:
             out["users.codes"] = torch.from_numpy(self.users_.codes)
-        h = self._hist
-        out["hist.indptr"] = torch.from_numpy(h.indptr.astype(np.int64))
-        out["hist.indices"] = torch.from_numpy(h.indices.astype(np.int64))
+        out["train.ratings"] = torch.from_numpy(self._ratings)
         return out
 
     def _load_extra(self, tensors: dict[str, torch.Tensor]) -> None:
@@ -412,12 +458,7 @@ class MFDNN(TorchRecommender):
             if users is None
             else UserSide(tensors["users.codes"].numpy(), tuple(users["fields"]), users["encoder"])
         )
-        indptr, indices = tensors["hist.indptr"].numpy(), tensors["hist.indices"].numpy()
-        self._hist = sp.csr_matrix(
-            (np.ones(len(indices), np.float32), indices, indptr),
-            shape=(self.n_users, self.n_items),
-        )
-        self._tensors_from_sides()
+        self._set_ratings(tensors["train.ratings"].numpy())
 
 
 @register
@@ -450,7 +491,9 @@ class MFDNNClassifier(MFDNN):
         labels = valid.ratings >= self.config.positive_threshold
 
         def metrics() -> dict[str, float]:
-            prob = np.clip(self.predict_idx(valid.users, valid.items).astype(np.float64), 1e-7, 1 - 1e-7)
+            prob = np.clip(
+                self.predict_idx(valid.users, valid.items).astype(np.float64), 1e-7, 1 - 1e-7
+            )
             logloss = -np.mean(labels * np.log(prob) + (~labels) * np.log1p(-prob))
             return {"logloss": float(logloss), "auc": _auc(labels, prob)}
 

@@ -82,8 +82,15 @@ class ItemSide:
         """Items with the given metadata and no training ratings, under the same encoders."""
         zeros = np.zeros(len(year_scaled))
         return ItemSide(
-            offsets, indices, year_scaled, zeros, zeros.copy(), self.encoder,
-            self.mu, self.prior, self.max_log_count,
+            offsets,
+            indices,
+            year_scaled,
+            zeros,
+            zeros.copy(),
+            self.encoder,
+            self.mu,
+            self.prior,
+            self.max_log_count,
         )
 
     # ------------------------------------------------------------------ persistence

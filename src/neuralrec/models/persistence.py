@@ -29,6 +29,7 @@ from safetensors.torch import save_file
 from neuralrec._version import __version__
 from neuralrec.data.idmap import IdMap
 from neuralrec.errors import ArtifactError
+from neuralrec.models.cold_start import UserSegments
 from neuralrec.utils.atomic import atomic_directory, write_json
 
 if TYPE_CHECKING:
@@ -47,6 +48,9 @@ def write_model_files(model: Recommender, directory: Path) -> None:
         "_item_popularity": torch.from_numpy(model.item_popularity_),
         "_user_counts": torch.from_numpy(model.user_counts_),
     }
+    segments = getattr(model, "user_segments_", None)
+    if segments is not None:
+        base.update(segments.tensors())
     clash = set(base) & set(tensors)
     if clash:
         raise ArtifactError(f"model state uses reserved tensor names {sorted(clash)}")
@@ -63,7 +67,12 @@ def write_model_files(model: Recommender, directory: Path) -> None:
     )
     write_json(
         directory / "state.json",
-        {"global_mean": model.global_mean_, "dataset": model.dataset_name_, "model": meta},
+        {
+            "global_mean": model.global_mean_,
+            "dataset": model.dataset_name_,
+            "model": meta,
+            "user_fields": None if segments is None else segments.meta(),
+        },
     )
     write_json(directory / "history.json", model.history_)
     if model.item_titles_ is not None:
@@ -139,6 +148,8 @@ def load_model(path: str | Path) -> Recommender:
     )
     model.item_popularity_ = tensors.pop("_item_popularity").numpy()
     model.user_counts_ = tensors.pop("_user_counts").numpy()
+    fields = state.get("user_fields")
+    model.user_segments_ = None if not fields else UserSegments.restore(tensors, fields)
     model.global_mean_ = float(state["global_mean"])
     model.dataset_name_ = state.get("dataset", "")
     model.history_ = history
