@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -26,16 +28,19 @@ def test_fused_mse_matches_autograd():
         torch.randn(7, generator=g, dtype=torch.float64),
     )
     r = torch.randint(1, 6, (7,), generator=g).double()
-    mu, l2, bl2 = 3.5, 0.1, 0.01
+    mu, bl2 = 3.5, 0.01
+    wu = torch.rand(7, generator=g, dtype=torch.float64) * 0.2
+    wi = torch.rand(7, generator=g, dtype=torch.float64) * 0.2
     leaves = [t.clone().requires_grad_() for t in (p, q, a, b)]
-    fused = _FusedMSE.apply(*leaves, r, mu, l2, bl2)
+    fused = _FusedMSE.apply(*leaves, r, mu, wu, wi, bl2)
     fused.backward()
     ref_leaves = [t.clone().requires_grad_() for t in (p, q, a, b)]
     pp, qq, aa, bb = ref_leaves
     err = (pp * qq).sum(1) + aa + bb + mu - r
     ref = (
         err.square().sum()
-        + l2 * (pp.square().sum() + qq.square().sum())
+        + (wu * pp.square().sum(1)).sum()
+        + (wi * qq.square().sum(1)).sum()
         + bl2 * (aa.square().sum() + bb.square().sum())
     ) / 7
     ref.backward()
@@ -43,7 +48,7 @@ def test_fused_mse_matches_autograd():
     for x, y in zip(leaves, ref_leaves, strict=True):
         torch.testing.assert_close(x.grad, y.grad)
     assert torch.autograd.gradcheck(
-        lambda *t: _FusedMSE.apply(*t, r, mu, l2, bl2),
+        lambda *t: _FusedMSE.apply(*t, r, mu, wu, wi, bl2),
         tuple(t.clone().requires_grad_() for t in (p, q, a, b)),
     )
 
@@ -198,7 +203,7 @@ def test_lr_schedules_change_the_rate(schedule):
     assert lrs[0] == pytest.approx(0.1)
     if schedule != "plateau":  # plateau only drops when the loss stalls
         assert lrs[-1] < 0.1
-    assert all(b <= a + 1e-12 for a, b in zip(lrs, lrs[1:], strict=False))
+    assert all(b <= a + 1e-12 for a, b in itertools.pairwise(lrs))
 
 
 def test_row_sparse_state_round_trips(tmp_path):

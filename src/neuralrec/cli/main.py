@@ -19,7 +19,7 @@ app = typer.Typer(
 )
 
 #: command modules under neuralrec.cli, each with register(app)
-COMMANDS = ("datasets_cmd",)
+COMMANDS = ("datasets_cmd", "train_cmd", "use_cmd", "compare_cmd", "tune_cmd")
 
 
 def _register_all() -> None:

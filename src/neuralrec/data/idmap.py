@@ -67,7 +67,7 @@ class IdMap:
     def __contains__(self, raw: Any) -> bool:
         try:
             return self.coerce(raw) in self._index
-        except (DataError, ValueError, TypeError):
+        except (DataError, UnknownIdError, ValueError, TypeError):
             return False
 
     def __eq__(self, other: object) -> bool:

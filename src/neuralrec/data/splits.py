@@ -99,6 +99,10 @@ class Split:
         """Training plus validation rows: what a final refit trains on."""
         return self.train if self.valid is None else self.train.concat(self.valid)
 
+    def merged(self) -> Split:
+        """The same split with validation folded into training (for a refit after tuning)."""
+        return Split(self.train_full, self.test, None, self.spec, self.seed, self.dropped_cold)
+
     def __repr__(self) -> str:
         v = f", valid={len(self.valid)}" if self.valid is not None else ""
         return f"Split({self.spec} seed={self.seed}: train={len(self.train)}{v}, test={len(self.test)})"

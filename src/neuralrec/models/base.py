@@ -18,7 +18,7 @@ user-only prediction).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -50,6 +50,9 @@ class Recommender:
     task: ClassVar[str] = "rating"
     #: whether ``fit`` needs item/user metadata from a Dataset
     needs_features: ClassVar[bool] = False
+    #: hyperparameter search space for ``neuralrec tune``: name -> ("float"|"int", low, high, log)
+    #: or ("cat", [choices]); see neuralrec.tuning
+    search_space: ClassVar[dict[str, tuple]] = {}
 
     def __init__(self, config: ModelConfig | None = None, **params: Any) -> None:
         if config is not None and not isinstance(config, self.Config):
@@ -77,11 +80,13 @@ class Recommender:
         dataset: Dataset | None = None,
         checkpoint_dir: str | Path | None = None,
         quiet: bool = True,
+        on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
     ) -> Recommender:
         """Learn from ``train`` (validation data, if given, drives early stopping).
 
         ``dataset`` supplies item/user metadata (titles, genres, user fields) where the model
         uses them; passing a :class:`Dataset` as ``train`` uses all its interactions.
+        ``on_epoch_end`` receives each epoch's record (trained models only), e.g. for pruning.
         """
         if isinstance(train, Dataset):
             dataset = dataset or train
@@ -92,6 +97,7 @@ class Recommender:
             raise ConfigError(f"{self.name} needs item metadata: pass dataset=... to fit")
         self._setup(train, dataset)
         self.history_: list[dict[str, Any]] = []
+        self._epoch_callback = on_epoch_end
         self._fit(train, valid, dataset=dataset, checkpoint_dir=checkpoint_dir, quiet=quiet)
         self._fitted = True
         self.fitted_at_ = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -105,6 +111,11 @@ class Recommender:
         self.item_popularity_: np.ndarray = train.item_counts().astype(np.float32)
         self.user_counts_: np.ndarray = train.user_counts().astype(np.int64)
         self.global_mean_: float = float(train.ratings.mean()) if train.ratings is not None else 0.0
+        self.rating_range_: tuple[float, float] | None = (
+            (float(train.ratings.min()), float(train.ratings.max()))
+            if train.ratings is not None and len(train)
+            else None
+        )
         titles = dataset.item_titles() if dataset is not None else None
         self.item_titles_: list[str] | None = None if titles is None else [str(t) for t in titles]
         self.dataset_name_: str = dataset.name if dataset is not None else ""
@@ -257,6 +268,14 @@ class Recommender:
         i = self.item_ids_.to_index(items, missing="ignore")
         if len(u) != len(i):
             raise ConfigError(f"predict: {len(u)} users but {len(i)} items")
+        return self.score_pairs(u, i)
+
+    def score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Predictions for index pairs, as served: pairs with a user or item unseen in training
+        (or index -1) go through :meth:`fallback_predict`, and rating predictions are clipped to
+        the training rating range (as Surprise and most libraries do)."""
+        u = np.asarray(users, dtype=np.int64)
+        i = np.asarray(items, dtype=np.int64)
         known = (u >= 0) & (i >= 0)
         if known.any():
             known &= (self.user_counts_[np.maximum(u, 0)] > 0) & (
@@ -267,6 +286,8 @@ class Recommender:
             out[known] = self.predict_idx(u[known], i[known])
         if (~known).any():
             out[~known] = self.fallback_predict(u[~known], i[~known])
+        if self.predicts_ratings and getattr(self, "rating_range_", None) is not None:
+            np.clip(out, *self.rating_range_, out=out)
         return out
 
     def recommend(

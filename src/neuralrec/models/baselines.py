@@ -118,6 +118,10 @@ class Bias(_Closed):
 
     name = "bias"
     Config = BiasConfig
+    search_space: ClassVar[dict[str, tuple]] = {
+        "user_reg": ("float", 0.1, 50.0, True),
+        "item_reg": ("float", 0.1, 50.0, True),
+    }
 
     def _fit_closed(self, train: Interactions) -> None:
         cfg = self.config

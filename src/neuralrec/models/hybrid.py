@@ -485,28 +485,15 @@ class MFDNNClassifier(MFDNN):
         return torch.sigmoid(s)
 
     def _validator(self, train: Interactions, valid: Interactions):
-        """Validation log loss and ROC AUC of the liked/not-liked labels."""
+        """Validation log loss and ROC AUC of the liked / not-liked labels."""
         if valid.ratings is None:
             return super()._validator(train, valid)
+        from neuralrec.evaluation.metrics import log_loss, roc_auc
+
         labels = valid.ratings >= self.config.positive_threshold
 
         def metrics() -> dict[str, float]:
-            prob = np.clip(
-                self.predict_idx(valid.users, valid.items).astype(np.float64), 1e-7, 1 - 1e-7
-            )
-            logloss = -np.mean(labels * np.log(prob) + (~labels) * np.log1p(-prob))
-            return {"logloss": float(logloss), "auc": _auc(labels, prob)}
+            prob = self.score_pairs(valid.users, valid.items)
+            return {"logloss": log_loss(labels, prob), "auc": roc_auc(labels, prob)}
 
         return metrics
-
-
-def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """ROC AUC by the Mann-Whitney statistic with average ranks for ties (validation only)."""
-    from scipy.stats import rankdata
-
-    r = rankdata(scores)
-    pos = labels.sum()
-    neg = len(labels) - pos
-    if pos == 0 or neg == 0:
-        return float("nan")
-    return float((r[labels].sum() - pos * (pos + 1) / 2) / (pos * neg))

@@ -8,7 +8,7 @@ mean (r_ui − r̂_ui)² + λ(‖p_u‖² + ‖q_i‖²) + λ_b(a_u² + b_i²) o
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -28,6 +28,12 @@ class BiasedMFConfig(TrainConfig):
 
     factors: int = Field(128, ge=1, description="latent dimension d of p_u and q_i")
     l2: float = Field(0.05, ge=0, description="λ on the factor rows a batch uses")
+    reg_exponent: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="row L2 grows as n^α with the row's rating count n: 1 = per-rating (SGD's), 0 = once per row",
+    )
     bias_l2: float = Field(0.005, ge=0, description="λ_b on the biases a batch uses")
     init_std: float = Field(0.01, gt=0, description="std of the normal initialisation of factors")
     epochs: int = 40
@@ -54,31 +60,35 @@ class _FusedMSE(torch.autograd.Function):
         b: torch.Tensor,
         r: torch.Tensor,
         mu: float,
-        l2: float,
+        wu: torch.Tensor,
+        wi: torch.Tensor,
         bias_l2: float,
     ) -> torch.Tensor:
+        # wu, wi: per-row L2 weights of each sample's user and item (λ times a frequency factor)
         n = r.shape[0]
         err = torch.linalg.vecdot(p, q).add_(a).add_(b).add_(mu).sub_(r)
         loss = (
             err.square().sum()
-            + l2 * (p.square().sum() + q.square().sum())
+            + torch.dot(wu, p.square().sum(1))
+            + torch.dot(wi, q.square().sum(1))
             + bias_l2 * (a.square().sum() + b.square().sum())
         ) / n
-        ctx.save_for_backward(p, q, a, b, err)
-        ctx.scale = (2.0 / n, 2.0 * l2 / n, 2.0 * bias_l2 / n)
+        ctx.save_for_backward(p, q, a, b, err, wu, wi)
+        ctx.scale = (2.0 / n, 2.0 * bias_l2 / n)
         return loss
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[Any, ...]:
-        p, q, a, b, err = ctx.saved_tensors
-        s_err, s_l2, s_b = ctx.scale
-        e = err.mul(s_err * grad_out)
+        p, q, a, b, err, wu, wi = ctx.saved_tensors
+        s_err, s_b = ctx.scale
+        g = s_err * grad_out
+        e = err.mul(g)
         col = e.unsqueeze(1)
-        gp = torch.addcmul(p * (s_l2 * grad_out), q, col)
-        gq = torch.addcmul(q * (s_l2 * grad_out), p, col)
+        gp = torch.addcmul(p * (wu * g).unsqueeze(1), q, col)
+        gq = torch.addcmul(q * (wi * g).unsqueeze(1), p, col)
         ga = a.mul(s_b * grad_out).add_(e)
         gb = b.mul(s_b * grad_out).add_(e)
-        return gp, gq, ga, gb, None, None, None, None
+        return gp, gq, ga, gb, None, None, None, None, None
 
 
 class MFModule(nn.Module):
@@ -114,6 +124,13 @@ class BiasedMF(TorchRecommender):
 
     name = "biased-mf"
     Config = BiasedMFConfig
+    search_space: ClassVar[dict[str, tuple]] = {
+        "factors": ("int", 16, 256, True),
+        "l2": ("float", 0.01, 1.0, True),
+        "bias_l2": ("float", 1e-3, 0.1, True),
+        "lr": ("float", 0.01, 0.2, True),
+        "reg_exponent": ("float", 0.5, 1.0, False),
+    }
 
     def _module_meta(self, train: Interactions, dataset: Any) -> dict[str, Any]:
         return {"n_users": train.n_users, "n_items": train.n_items, "mu": self.global_mean_}
@@ -121,6 +138,20 @@ class BiasedMF(TorchRecommender):
     def _build_module(self, meta: Mapping[str, Any]) -> nn.Module:
         cfg = self.config
         return MFModule(meta["n_users"], meta["n_items"], cfg.factors, cfg.init_std, meta["mu"])
+
+    def _prepare(self, train: Interactions, dataset: Any) -> None:
+        # per-occurrence weight λ·n^(α-1), so a row seen n times is penalised λ·n^α per epoch
+        cfg = self.config
+        nu = np.maximum(train.user_counts(), 1).astype(np.float64)
+        ni = np.maximum(train.item_counts(), 1).astype(np.float64)
+        self._row_l2 = (
+            torch.tensor(
+                cfg.l2 * nu ** (cfg.reg_exponent - 1), dtype=torch.float32, device=self.device
+            ),
+            torch.tensor(
+                cfg.l2 * ni ** (cfg.reg_exponent - 1), dtype=torch.float32, device=self.device
+            ),
+        )
 
     def _batches(self, train: Interactions) -> BatchSource:
         if train.ratings is None:
@@ -141,7 +172,8 @@ class BiasedMF(TorchRecommender):
             m.item_bias(items).squeeze(-1),
             ratings,
             float(m.mu),
-            cfg.l2,
+            self._row_l2[0][users],
+            self._row_l2[1][items],
             cfg.bias_l2,
         )
 

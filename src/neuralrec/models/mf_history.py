@@ -11,7 +11,7 @@ history alone, without retraining.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -133,6 +133,13 @@ class MFHistory(TorchRecommender):
 
     name = "mf-history"
     Config = MFHistoryConfig
+    search_space: ClassVar[dict[str, tuple]] = {
+        "factors": ("int", 16, 256, True),
+        "l2": ("float", 0.005, 0.5, True),
+        "bias_l2": ("float", 1e-3, 0.1, True),
+        "lr": ("float", 0.01, 0.2, True),
+        "weights": ("cat", ["ones", "centered"]),
+    }
 
     def _module_meta(self, train: Interactions, dataset: Any) -> dict[str, Any]:
         return {"n_items": train.n_items, "mu": self.global_mean_}
@@ -194,7 +201,7 @@ class MFHistory(TorchRecommender):
     def _pool(self, hist: sp.csr_matrix) -> tuple[torch.Tensor, torch.Tensor]:
         """Pooled vectors and history biases for rows of a (users x items) weight matrix."""
         m = self.module_
-        mat = torch.sparse_csr_tensor(  # noqa: the beta-API warning is about autograd, unused here
+        mat = torch.sparse_csr_tensor(
             torch.from_numpy(hist.indptr.astype(np.int64)),
             torch.from_numpy(hist.indices.astype(np.int64)),
             torch.from_numpy(hist.data.astype(np.float32)),

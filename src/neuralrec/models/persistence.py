@@ -17,6 +17,7 @@ half an artifact.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +70,7 @@ def write_model_files(model: Recommender, directory: Path) -> None:
         directory / "state.json",
         {
             "global_mean": model.global_mean_,
+            "rating_range": model.rating_range_,
             "dataset": model.dataset_name_,
             "model": meta,
             "user_fields": None if segments is None else segments.meta(),
@@ -90,13 +92,21 @@ def write_model_files(model: Recommender, directory: Path) -> None:
     )
 
 
-def save_model(model: Recommender, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
-    """Save ``model`` (and JSON documents in ``extra``, by file name) atomically to ``path``."""
+def save_model(
+    model: Recommender,
+    path: str | Path,
+    extra: dict[str, Any] | None = None,
+    writer: Callable[[Path], None] | None = None,
+) -> Path:
+    """Save ``model`` atomically to ``path``, with JSON documents in ``extra`` (by file name)
+    and whatever ``writer`` adds to the directory before it is swapped into place."""
     path = Path(path)
     with atomic_directory(path) as tmp:
         write_model_files(model, tmp)
         for name, obj in (extra or {}).items():
             write_json(tmp / name, obj)
+        if writer is not None:
+            writer(tmp)
     return path
 
 
@@ -151,6 +161,7 @@ def load_model(path: str | Path) -> Recommender:
     fields = state.get("user_fields")
     model.user_segments_ = None if not fields else UserSegments.restore(tensors, fields)
     model.global_mean_ = float(state["global_mean"])
+    model.rating_range_ = tuple(state["rating_range"]) if state.get("rating_range") else None
     model.dataset_name_ = state.get("dataset", "")
     model.history_ = history
     model.fitted_at_ = manifest.get("fitted_at", "")

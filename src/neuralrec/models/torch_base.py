@@ -86,16 +86,22 @@ class TorchRecommender(Recommender):
         self._prepare(train, dataset)
         batches = self._batches(train)
         validate = self._validator(train, valid) if valid is not None and len(valid) else None
+        loss_fn, train_module = self._loss, None
+        if self.dist is not None and self.dist.world_size > 1:
+            from neuralrec.training.distributed import wrap
+
+            train_module = wrap(self.module_, self._loss, self.device)
+            loss_fn = train_module
         trainer = Trainer(
             cfg,
             checkpoint_dir=checkpoint_dir,
             quiet=quiet,
             description=self.name,
             dist=self.dist,
+            on_epoch_end=getattr(self, "_epoch_callback", None),
         )
-        train_module = getattr(self, "train_module_", None)
         self.history_ = trainer.fit(
-            self.module_, batches, self._loss, validate, train_module=train_module
+            self.module_, batches, loss_fn, validate, train_module=train_module
         )
         self.module_.eval()
 
@@ -106,7 +112,7 @@ class TorchRecommender(Recommender):
             target = valid.ratings
 
             def rating_metrics() -> dict[str, float]:
-                pred = self.predict_idx(users, items)
+                pred = self.score_pairs(users, items)
                 err = pred - target
                 return {"rmse": float(np.sqrt(np.mean(err**2))), "mae": float(np.mean(np.abs(err)))}
 

@@ -61,8 +61,7 @@ class TensorBatches:
         self.length = int(length)
 
     def num_batches(self, world_size: int = 1) -> int:
-        per_rank = -(-self.length // world_size)
-        return max(1, -(-per_rank // self.batch_size))
+        return max(1, -(-self.length // (self.batch_size * world_size)))
 
     def epoch(self, epoch: int, seed: int, rank: int = 0, world_size: int = 1) -> Iterator[Batch]:
         gen = epoch_generator(seed, epoch)
@@ -73,12 +72,20 @@ class TensorBatches:
         )
         n = len(tensors[0])
         order = torch.randperm(n, generator=gen) if self.shuffle else torch.arange(n)
-        if world_size > 1:
-            # equal shard sizes on every rank (wrapping around) so collective ops stay in step
-            per_rank = -(-n // world_size)
-            pos = torch.arange(rank * per_rank, (rank + 1) * per_rank) % n
-            order = order[pos]
-        # gathering whole columns once per epoch is cheaper than indexing every batch
-        shuffled = [t[order] for t in tensors]
-        for start in range(0, len(order), self.batch_size):
-            yield tuple(t[start : start + self.batch_size] for t in shuffled)
+        if world_size == 1:
+            # gathering whole columns once per epoch is cheaper than indexing every batch
+            shuffled = [t[order] for t in tensors]
+            for start in range(0, n, self.batch_size):
+                yield tuple(t[start : start + self.batch_size] for t in shuffled)
+            return
+        # Each global batch of batch_size * world_size rows is split across the ranks, so the
+        # ranks together see exactly the batches of one process with that batch size. The last
+        # global batch is split evenly, wrapping around to the epoch's first rows when the
+        # count does not divide, so every rank takes the same number of steps.
+        glob = self.batch_size * world_size
+        for start in range(0, n, glob):
+            size = min(glob, n - start)
+            share = -(-size // world_size)
+            pos = torch.arange(start + rank * share, start + (rank + 1) * share) % n
+            rows = order[pos]
+            yield tuple(t[rows] for t in tensors)

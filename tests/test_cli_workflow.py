@@ -1,0 +1,161 @@
+"""End to end: train -> evaluate -> recommend -> similar through the CLI, on generated files."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from neuralrec.cli.main import app
+from neuralrec.data.synthetic import synthetic_ratings
+from neuralrec.workflow import RunConfig, load
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """A MovieLens-style directory (ratings.csv + movies.csv) written from generated data."""
+    ds = synthetic_ratings(80, 50, 1600, seed=3)
+    root = tmp_path_factory.mktemp("toydata")
+    frame = ds.interactions.to_frame()
+    frame.columns = ["userId", "movieId", "rating", "timestamp"]
+    frame.to_csv(root / "ratings.csv", index=False)
+    items = ds.items.reset_index()
+    pd.DataFrame(
+        {
+            "movieId": items["item"],
+            "title": items["title"],
+            "genres": ["|".join(g) for g in items["genres"]],
+        }
+    ).to_csv(root / "movies.csv", index=False)
+    return root
+
+
+def _invoke(args):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result
+
+
+def test_train_evaluate_recommend_similar(data_dir, tmp_path):
+    out = tmp_path / "run"
+    res = _invoke(
+        [
+            "train",
+            "biased-mf",
+            "--dataset",
+            str(data_dir),
+            "--split",
+            "random:0.2",
+            "--seed",
+            "1",
+            "--set",
+            "epochs=5",
+            "--set",
+            "factors=8",
+            "--out",
+            str(out),
+            "--quiet",
+            "--json",
+        ]
+    )
+    trained = json.loads(res.stdout)
+    assert trained["metrics"]["rating/rmse"] < 1.5
+    for name in (
+        "neuralrec.json",
+        "config.toml",
+        "weights.safetensors",
+        "metrics.json",
+        "history.json",
+        "learning_curve.png",
+    ):
+        assert (out / name).exists(), name
+
+    evaluated = json.loads(_invoke(["evaluate", str(out), "--json"]).stdout)
+    assert evaluated == pytest.approx(trained["metrics"])
+
+    model = load(out)
+    user = str(model.user_ids_.ids[0])
+    rec = json.loads(_invoke(["recommend", str(out), "--user", user, "-k", "5", "--json"]).stdout)
+    assert len(rec["items"]) == 5 and not rec["cold_start"]
+    seen = set(model.seen_[0].indices)
+    assert not {model.item_ids_.index_of(r["item"]) for r in rec["items"]} & seen
+    assert all("title" in r for r in rec["items"])
+
+    cold = json.loads(
+        _invoke(["recommend", str(out), "--user", "no-such-user", "-k", "3", "--json"]).stdout
+    )
+    assert cold["cold_start"] and len(cold["items"]) == 3
+
+    title = model.item_titles_[0]
+    sim = json.loads(_invoke(["similar", str(out), "--item", title, "-k", "4", "--json"]).stdout)
+    assert sim["item"]["title"] == title and len(sim["similar"]) == 4
+    assert title not in [r["title"] for r in sim["similar"]]
+
+
+def test_config_round_trip_reproduces_metrics(data_dir, tmp_path):
+    first = tmp_path / "a"
+    _invoke(
+        [
+            "train",
+            "biased-mf",
+            "--dataset",
+            str(data_dir),
+            "--split",
+            "user-random:0.2",
+            "--seed",
+            "4",
+            "--set",
+            "epochs=4",
+            "--set",
+            "factors=6",
+            "--out",
+            str(first),
+            "--quiet",
+        ]
+    )
+    cfg = RunConfig.from_file(first)
+    assert cfg.params == {"epochs": 4, "factors": 6} and cfg.seed == 4
+    second = tmp_path / "b"
+    _invoke(["train", "--config", str(first / "config.toml"), "--out", str(second), "--quiet"])
+    a = json.loads((first / "metrics.json").read_text())
+    b = json.loads((second / "metrics.json").read_text())
+    assert a == b
+
+
+def test_bad_input_gives_clear_errors(data_dir, tmp_path):
+    res = runner.invoke(
+        app, ["train", "no-such-model", "--dataset", str(data_dir), "--out", str(tmp_path / "x")]
+    )
+    assert res.exit_code != 0 and "unknown model" in str(res.exception)
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            "bias",
+            "--dataset",
+            str(data_dir),
+            "--split",
+            "sideways",
+            "--out",
+            str(tmp_path / "x"),
+        ],
+    )
+    assert res.exit_code != 0 and "unknown split" in str(res.exception)
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            "bias",
+            "--dataset",
+            str(data_dir),
+            "--set",
+            "nope=1",
+            "--out",
+            str(tmp_path / "x"),
+        ],
+    )
+    assert res.exit_code != 0 and "nope" in str(res.exception)
