@@ -6,16 +6,24 @@
 methods on dense indices (``_fit``, ``score_users``, and optionally ``predict_idx``,
 ``score_history``, ``item_vectors``). Unknown users and items go through designed fallbacks,
 never an IndexError.
+
+Cold start, for every model: a user with no history gets popular items
+(:meth:`popular_scores`, optionally within a user-field segment); a visitor known by a few
+items is served from them without retraining (:meth:`recommend_from_history`, which calls the
+model's :meth:`score_profile` / :meth:`score_history`); brand-new items are scored from their
+metadata by models that learned from it (:meth:`score_new_items`; others fall back to the
+user-only prediction).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 import torch
 
@@ -23,6 +31,7 @@ from neuralrec.data.dataset import Dataset
 from neuralrec.data.idmap import IdMap
 from neuralrec.data.interactions import Interactions
 from neuralrec.errors import ConfigError, NeuralrecError, UnknownIdError
+from neuralrec.models.cold_start import UserSegments
 from neuralrec.training.config import ModelConfig
 
 
@@ -110,6 +119,9 @@ class Recommender:
         titles = dataset.item_titles() if dataset is not None else None
         self.item_titles_: list[str] | None = None if titles is None else [str(t) for t in titles]
         self.dataset_name_: str = dataset.name if dataset is not None else ""
+        self.user_segments_: UserSegments | None = UserSegments.from_dataset(
+            dataset, train.user_ids
+        )
 
     def _fit(
         self,
@@ -163,6 +175,82 @@ class Recommender:
         The default serves popularity; models with history pooling or fold-in override it.
         """
         return torch.from_numpy(np.log1p(self.item_popularity_)).float()
+
+    def score_profile(
+        self,
+        items: np.ndarray,
+        ratings: np.ndarray | None = None,
+        features: Mapping[str, Any] | None = None,
+    ) -> torch.Tensor:
+        """Scores of every item for a new user known by item indices (and optionally their
+        ratings and user fields). The default uses the items only (:meth:`score_history`);
+        models that learned from user fields override it."""
+        return self.score_history(items, ratings)
+
+    def popular_scores(self, segment: Mapping[str, Any] | None = None) -> torch.Tensor:
+        """Popularity of every item: ``log(1 + training count)``, or with ``segment`` (user
+        fields given at fit, e.g. ``{"gender": "F", "age": 25}``) the smoothed interaction rate
+        among training users of that segment (:class:`~neuralrec.models.cold_start.UserSegments`).
+        """
+        if not segment:
+            return torch.from_numpy(np.log1p(self.item_popularity_)).float()
+        segments = getattr(self, "user_segments_", None)
+        if segments is None:
+            raise ConfigError(
+                f"{self.name}: no user fields were given at fit, so there are no segments; "
+                "fit with dataset=... holding user metadata"
+            )
+        return self._segment_scores(segments.encode(segment))
+
+    def _segment_scores(self, codes: Mapping[str, int]) -> torch.Tensor:
+        if not codes:
+            return torch.from_numpy(np.log1p(self.item_popularity_)).float()
+        pop = self.user_segments_.popularity(codes, self.seen_)
+        return torch.from_numpy(pop.astype(np.float32))
+
+    def _cold_user_scores(self, users: np.ndarray) -> torch.Tensor:
+        """Scores for users with no training history: popularity, within the user's own
+        segment of :data:`SEGMENT_FIELDS` when the model knows their fields."""
+        segments = getattr(self, "user_segments_", None)
+        out = torch.empty(len(users), self.n_items)
+        cache: dict[tuple, torch.Tensor] = {}
+        for row, u in enumerate(users):
+            codes: dict[str, int] = {}
+            if segments is not None and u >= 0:
+                codes = {
+                    f: int(segments.codes[f][u])
+                    for f in self.SEGMENT_FIELDS
+                    if f in segments.codes and segments.codes[f][u] > 0
+                }
+            key = tuple(sorted(codes.items()))
+            if key not in cache:
+                cache[key] = self._segment_scores(codes)
+            out[row] = cache[key]
+        return out
+
+    #: user fields whose segment serves a known user without training history
+    SEGMENT_FIELDS: ClassVar[tuple[str, ...]] = ("gender", "age")
+
+    def score_new_items(self, items: pd.DataFrame, users: Any = None) -> np.ndarray:
+        """Scores of brand-new items (rows of a metadata frame: ``title``, ``genres``,
+        ``year``) for ``users`` (raw ids; one id or None -> a 1-d array).
+
+        This default knows nothing of metadata: every new item gets the prediction for an
+        unknown item (e.g. μ + user bias). Models trained on metadata override it.
+        """
+        self._check_fitted()
+        single = users is None or np.ndim(users) == 0
+        u = (
+            np.array([-1])
+            if users is None
+            else self.user_ids_.to_index(users, missing="ignore").ravel()
+        )
+        known = u >= 0
+        if known.any():
+            known &= self.user_counts_[np.maximum(u, 0)] > 0
+        base = self.fallback_predict(np.where(known, u, -1), np.full(len(u), -1))
+        out = np.repeat(np.asarray(base, np.float32)[:, None], len(items), axis=1)
+        return out[0] if single else out
 
     def item_vectors(self) -> np.ndarray | None:
         """Learned item representations (n_items x d) for similarity, or None."""
@@ -221,9 +309,7 @@ class Recommender:
             if known.any():
                 scores[torch.from_numpy(known)] = self.score_users(block[known])
             if (~known).any():
-                scores[torch.from_numpy(~known)] = torch.from_numpy(
-                    np.log1p(self.item_popularity_)
-                ).float()
+                scores[torch.from_numpy(~known)] = self._cold_user_scores(block[~known])
             if exclude_seen and known.any():
                 self._mask_seen(scores, block, known)
             idx, val = _topk(scores, k, candidates)
@@ -235,11 +321,19 @@ class Recommender:
         return (ids[0], val[0]) if single else (ids, val)
 
     def recommend_from_history(
-        self, items: Any, k: int = 10, *, ratings: Any = None, exclude_seen: bool = True
+        self,
+        items: Any,
+        k: int = 10,
+        *,
+        ratings: Any = None,
+        exclude_seen: bool = True,
+        user_features: Mapping[str, Any] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` for a visitor known only by item ids they liked (or rated): no retraining.
 
-        Unknown item ids are ignored; with none known, the most popular items are served.
+        Unknown item ids are ignored; with none known, the most popular items are served
+        (within the segment of ``user_features``, e.g. ``{"gender": "F", "age": 25}``, when
+        given). Models that learned from user fields also use them with a history.
         """
         self._check_fitted()
         idx = (
@@ -254,9 +348,9 @@ class Recommender:
         idx = idx[keep]
         r = None if r is None else r[keep]
         if len(idx) == 0:
-            scores = torch.from_numpy(np.log1p(self.item_popularity_)).float()
+            scores = self.popular_scores(user_features).clone()
         else:
-            scores = self.score_history(idx, r).float().clone()
+            scores = self.score_profile(idx, r, user_features).float().clone()
         if exclude_seen and len(idx):
             scores[torch.from_numpy(idx)] = -torch.inf
         top, val = _topk(scores.unsqueeze(0), k, None)

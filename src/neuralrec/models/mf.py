@@ -22,6 +22,7 @@ from pydantic import Field
 from torch import nn
 
 from neuralrec.data.interactions import Interactions
+from neuralrec.models.cold_start import ridge_fold_in
 from neuralrec.models.registry import register
 from neuralrec.models.torch_base import TorchRecommender
 from neuralrec.training.batches import Batch, BatchSource, TensorBatches
@@ -267,9 +268,9 @@ class BiasedMF(TorchRecommender):
         if ratings is None:  # liked items without ratings: as if rated a notch above the mean
             ratings = np.full(len(items), min(mu + 1.0, 5.0))
         idx = torch.from_numpy(np.asarray(items, dtype=np.int64))
-        x = torch.cat([q[idx], torch.ones(len(idx), 1, dtype=torch.float64)], dim=1)
         y = torch.from_numpy(np.asarray(ratings, dtype=np.float64)) - mu - ib[idx]
-        reg = torch.full((x.shape[1],), max(self.config.l2, 1e-3) * len(idx), dtype=torch.float64)
-        reg[-1] = max(self.config.bias_l2, 1e-3) * len(idx)
-        w = torch.linalg.solve(x.T @ x + torch.diag(reg), x.T @ y)
-        return (mu + w[-1] + ib + q @ w[:-1]).float()
+        n = len(idx)
+        w, a = ridge_fold_in(
+            q[idx], y, max(self.config.l2, 1e-3) * n, max(self.config.bias_l2, 1e-3) * n
+        )
+        return (mu + a + ib + q @ w).float()

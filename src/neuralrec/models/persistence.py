@@ -30,6 +30,7 @@ from safetensors.torch import save_file
 from neuralrec._version import __version__
 from neuralrec.data.idmap import IdMap
 from neuralrec.errors import ArtifactError
+from neuralrec.models.cold_start import UserSegments
 from neuralrec.utils.atomic import atomic_directory, write_json
 
 if TYPE_CHECKING:
@@ -48,6 +49,9 @@ def write_model_files(model: Recommender, directory: Path) -> None:
         "_item_popularity": torch.from_numpy(model.item_popularity_),
         "_user_counts": torch.from_numpy(model.user_counts_),
     }
+    segments = getattr(model, "user_segments_", None)
+    if segments is not None:
+        base.update(segments.tensors())
     clash = set(base) & set(tensors)
     if clash:
         raise ArtifactError(f"model state uses reserved tensor names {sorted(clash)}")
@@ -69,6 +73,7 @@ def write_model_files(model: Recommender, directory: Path) -> None:
             "rating_range": model.rating_range_,
             "dataset": model.dataset_name_,
             "model": meta,
+            "user_fields": None if segments is None else segments.meta(),
         },
     )
     write_json(directory / "history.json", model.history_)
@@ -155,6 +160,8 @@ def load_model(path: str | Path) -> Recommender:
     )
     model.item_popularity_ = tensors.pop("_item_popularity").numpy()
     model.user_counts_ = tensors.pop("_user_counts").numpy()
+    fields = state.get("user_fields")
+    model.user_segments_ = None if not fields else UserSegments.restore(tensors, fields)
     model.global_mean_ = float(state["global_mean"])
     model.rating_range_ = tuple(state["rating_range"]) if state.get("rating_range") else None
     model.dataset_name_ = state.get("dataset", "")
