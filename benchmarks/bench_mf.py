@@ -80,16 +80,31 @@ def _write_rows(path: Path, data, part) -> None:
     frame[["user", "item", "rating"]].to_csv(path, index=False)
 
 
+#: the fast configuration of the speed pieces: row-wise Adagrad on large batches, chosen on a
+#: validation carve of u1's training part (valid RMSE 0.911 at 20 epochs, as good as the
+#: defaults' 40 Adam epochs there, in a fraction of the steps)
+FAST = {
+    "optimizer": "rowwise-adagrad",
+    "batch_size": 4096,
+    "lr": 0.05,
+    "lr_schedule": "constant",
+    "l2": 0.4,
+    "reg_exponent": 0.75,
+    "init_std": 0.1,
+    "bias_l2": 0.01,
+}
+
+
 def speed(surprise_python: str | None) -> list[dict]:
     ds = nr.load_dataset("ml-100k")
     sp = nr.split(ds.interactions, "u1", keep_cold=True)
     rows = []
-    ours, secs = _fit("biased-mf", sp.train, ds, reps=2, factors=100, epochs=20)
+    ours, secs = _fit("biased-mf", sp.train, ds, reps=2, factors=100, epochs=20, **FAST)
     r = evaluate(ours, sp, protocol="rating").summary()
     rows.append(
         {
             "library": "neuralrec",
-            "algorithm": "biased-mf 100 factors, 20 epochs",
+            "algorithm": "biased-mf 100 factors, 20 epochs, rowwise-adagrad bs 4096",
             "rmse": r["rating/rmse"],
             "auc": r["rating/auc"],
             "fit_s": secs,
@@ -155,18 +170,24 @@ def speed(surprise_python: str | None) -> list[dict]:
 def epoch_time() -> list[dict]:
     ds = nr.load_dataset("ml-1m-triples")
     sp = nr.split(ds.interactions, "random:0.1", seed=42)
-    model, secs = _fit("biased-mf", sp.train, ds, factors=64, epochs=5)
-    per = [h["seconds"] for h in model.history_]
-    return [
-        {
-            "case": "ml-1m 900k ratings, 64 factors",
-            "train_rows": len(sp.train),
-            "epoch_s_median": float(np.median(per)),
-            "epoch_s_min": min(per),
-            "epochs": len(per),
-            "fit_s": secs,
-        }
-    ]
+    rows = []
+    for label, params in (
+        ("defaults (adam, batch 1024)", {}),
+        ("rowwise-adagrad, batch 4096", FAST),
+    ):
+        model, secs = _fit("biased-mf", sp.train, ds, factors=64, epochs=5, **params)
+        per = [h["seconds"] for h in model.history_]
+        rows.append(
+            {
+                "case": f"ml-1m 900k ratings, 64 factors, {label}",
+                "train_rows": len(sp.train),
+                "epoch_s_median": float(np.median(per)),
+                "epoch_s_min": min(per),
+                "epochs": len(per),
+                "fit_s": secs,
+            }
+        )
+    return rows
 
 
 def main() -> None:

@@ -149,7 +149,7 @@ def test_losses_against_hand_computation():
 def test_loss_dependent_defaults_follow_the_loss():
     mse = BiasedMFConfig()
     implicit = BiasedMFConfig(loss="bpr")
-    assert mse.monitor == "rmse" and mse.optimizer == "rowwise-adagrad"
+    assert mse.monitor == "rmse" and mse.lr_schedule == "cosine" and mse.factors == 128
     assert implicit.monitor == "ndcg@10"
     for key, value in BiasedMFConfig.LOSS_DEFAULTS["bpr"].items():
         assert getattr(implicit, key) == value
@@ -157,7 +157,8 @@ def test_loss_dependent_defaults_follow_the_loss():
     tuned = BiasedMFConfig(loss="bpr", lr=0.5)
     assert tuned.lr == 0.5
     back = tuned.replace(loss="mse")
-    assert back.optimizer == mse.optimizer and back.monitor == "rmse" and back.lr == 0.5
+    assert back.lr_schedule == "cosine" and back.monitor == "rmse" and back.lr == 0.5
+    assert implicit.lr_schedule == "constant" and implicit.factors == 64
     assert BiasedMFConfig.model_validate(implicit.model_dump()) == implicit
     assert create("biased-mf", loss="bpr").task == "ranking"
     assert not create("biased-mf", loss="bce").predicts_ratings

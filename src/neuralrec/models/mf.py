@@ -35,21 +35,22 @@ class BiasedMFConfig(ImplicitTrainConfig):
     (mse) and docs/implicit.md (bpr, bce)."""
 
     factors: int = Field(128, ge=1, description="latent dimension d of p_u and q_i")
-    l2: float = Field(0.05, ge=0, description="λ on the factor rows a batch uses")
+    l2: float = Field(1.0, ge=0, description="λ on the factor rows a batch uses")
     reg_exponent: float = Field(
-        1.0,
+        0.5,
         ge=0,
         le=1,
         description="row L2 grows as n^α with the row's rating count n: 1 = per-rating (SGD's), 0 = once per row",
     )
-    bias_l2: float = Field(0.005, ge=0, description="λ_b on the biases a batch uses")
+    bias_l2: float = Field(0.01, ge=0, description="λ_b on the biases a batch uses")
     init_std: float = Field(0.01, gt=0, description="std of the normal initialisation of factors")
     epochs: int = 40
-    batch_size: int = 4096
-    optimizer: str = "rowwise-adagrad"
-    lr: float = 0.05
+    batch_size: int = 1024
+    optimizer: str = "adam"
+    lr: float = 0.002
+    lr_schedule: Literal["constant", "step", "exponential", "cosine", "plateau"] = "cosine"
     monitor: str = "rmse"
-    patience: int = 4
+    patience: int = 5
     loss: Literal["mse", "bce", "bpr"] = Field(
         "mse", description="mse on ratings; bpr or bce on implicit feedback (sampled negatives)"
     )
@@ -67,6 +68,7 @@ class BiasedMFConfig(ImplicitTrainConfig):
             "batch_size": 1024,
             "negatives": 2,
             "patience": 15,
+            "lr_schedule": "constant",
         }
         for loss in ("bpr", "bce")
     }
@@ -154,10 +156,10 @@ class BiasedMF(TorchRecommender):
     Config = BiasedMFConfig
     search_space: ClassVar[dict[str, tuple]] = {
         "factors": ("int", 16, 256, True),
-        "l2": ("float", 0.01, 1.0, True),
+        "l2": ("float", 0.05, 5.0, True),
         "bias_l2": ("float", 1e-3, 0.1, True),
-        "lr": ("float", 0.01, 0.2, True),
-        "reg_exponent": ("float", 0.5, 1.0, False),
+        "lr": ("float", 5e-4, 1e-2, True),
+        "reg_exponent": ("float", 0.25, 1.0, False),
     }
     config: BiasedMFConfig
 

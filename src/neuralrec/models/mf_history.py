@@ -29,22 +29,23 @@ from neuralrec.training.config import TrainConfig
 class MFHistoryConfig(TrainConfig):
     """Hyperparameters of :class:`MFHistory` (defaults: docs/defaults.md)."""
 
-    factors: int = Field(64, ge=1)
+    factors: int = Field(128, ge=1)
     pooling: Literal["sum", "mean", "sqrtn"] = "sqrtn"
     weights: Literal["ones", "centered"] = Field(
-        "ones", description="history weights w_uj: 1, or the rating minus the training mean"
+        "centered", description="history weights w_uj: 1, or the rating minus the training mean"
     )
     l2: float = Field(
-        0.05, ge=0, description="λ on the item rows a batch uses (q_i and the y_j pooled)"
+        0.2, ge=0, description="λ on the item rows a batch uses (q_i and the y_j pooled)"
     )
     bias_l2: float = Field(0.005, ge=0)
     init_std: float = Field(0.01, gt=0)
     epochs: int = 40
-    batch_size: int = 4096
-    optimizer: str = "rowwise-adagrad"
-    lr: float = 0.05
+    batch_size: int = 1024
+    optimizer: str = "adam"
+    lr: float = 0.002
+    lr_schedule: Literal["constant", "step", "exponential", "cosine", "plateau"] = "cosine"
     monitor: str = "rmse"
-    patience: int = 4
+    patience: int = 5
 
 
 class HistoryModule(nn.Module):
@@ -135,9 +136,9 @@ class MFHistory(TorchRecommender):
     Config = MFHistoryConfig
     search_space: ClassVar[dict[str, tuple]] = {
         "factors": ("int", 16, 256, True),
-        "l2": ("float", 0.005, 0.5, True),
+        "l2": ("float", 0.02, 1.0, True),
         "bias_l2": ("float", 1e-3, 0.1, True),
-        "lr": ("float", 0.01, 0.2, True),
+        "lr": ("float", 5e-4, 1e-2, True),
         "weights": ("cat", ["ones", "centered"]),
     }
 
