@@ -19,6 +19,7 @@ from neuralrec.models.hybrid_features import build_item_side
 
 FAST = {
     "epochs": 15,
+    "lr_schedule": "constant",
     "batch_size": 256,
     "lr": 0.005,
     "init_std": 0.1,

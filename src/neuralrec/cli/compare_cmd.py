@@ -13,7 +13,7 @@ from neuralrec.cli.common import echo_json, err, parse_sets
 from neuralrec.errors import ConfigError
 
 #: the quickstart's models: what a newcomer should see first on MovieLens 100K
-QUICKSTART_MODELS = ("bias", "biased-mf", "mf-history")
+QUICKSTART_MODELS = ("bias", "biased-mf", "mf-history", "ease")
 
 
 def _per_model_params(sets: list[str] | None, models: list[str]) -> dict[str, dict[str, Any]]:
@@ -107,11 +107,15 @@ def quickstart(
     _print_items(
         console, f"top-10 for user {user} ({best.label}, unseen movies)", model, ids, scores
     )
+    # neighbours from the best ranker: co-rating structure beats rating-fit factors there
+    ranked = [e for e in result.entries if "full/ndcg@10" in e.result.summary()]
+    near = max(ranked, key=lambda e: e.result.summary()["full/ndcg@10"]) if ranked else best
+    model = near.model
     item_id = model.find_item(item)
     ids, scores = model.similar_items(item_id, 10)
     _print_items(
         console,
-        f"movies most similar to {model.item_title(item_id)} ({best.label}, cosine of item factors)",
+        f"movies most similar to {model.item_title(item_id)} ({near.label})",
         model,
         ids,
         scores,

@@ -12,7 +12,7 @@ docs/hybrid.md for the defaults and how they were chosen.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -62,7 +62,10 @@ class MFDNNConfig(TrainConfig):
         5.0, gt=0, description="ridge λ when a new user's ratings refine the pooled vector"
     )
     init_std: float = Field(0.05, gt=0)
-    epochs: int = 30
+    # validation RMSE peaks near epoch 6 at a constant lr, then overfits fast: 8 cosine-decayed
+    # epochs end at the optimum with or without early stopping (ml-latest-small valid 0.858)
+    epochs: int = 8
+    lr_schedule: Literal["constant", "step", "exponential", "cosine", "plateau"] = "cosine"
     batch_size: int = 1024
     optimizer: str = "adam"
     lr: float = 2e-3
