@@ -14,6 +14,7 @@ import optuna
 import pytest
 
 from neuralrec.data.synthetic import synthetic_ratings
+from neuralrec.models import create
 from neuralrec.tuning import tune
 from neuralrec.tuning.search import _grid
 from neuralrec.workflow import RunConfig
@@ -43,6 +44,10 @@ def test_tune_searches_on_validation_and_refits(ratings_file, tmp_path):
     summary = json.loads((out / "tune.json").read_text())
     values = [t["value"] for t in summary["trials"] if t["state"] == "COMPLETE"]
     assert res.best_value == pytest.approx(min(values))
+    # the search starts from the model's defaults
+    first = summary["trials"][0]["params"]
+    defaults = create("biased-mf").config
+    assert first == {k: getattr(defaults, k) for k in first} and set(first) >= {"factors", "l2"}
     # the refitted run trains on train+validation and its config reproduces that
     cfg = RunConfig.from_file(out / "best")
     assert cfg.refit and cfg.valid_fraction == 0.1 and cfg.params == res.best_params

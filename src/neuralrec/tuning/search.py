@@ -51,6 +51,21 @@ def _suggest(trial: Any, name: str, spec: tuple) -> Any:
     raise ConfigError(f"unknown search-space kind {kind!r} for {name}")
 
 
+def _defaults_in_space(config: Any, space: dict[str, tuple]) -> dict[str, Any]:
+    """The config's values of the searched parameters that lie inside their ranges."""
+    out: dict[str, Any] = {}
+    for name, spec in space.items():
+        value = getattr(config, name, None)
+        if value is None:
+            continue
+        if spec[0] == "cat":
+            if value in list(spec[1]):
+                out[name] = value
+        elif spec[1] <= value <= spec[2]:
+            out[name] = value
+    return out
+
+
 def _grid(space: dict[str, tuple], points: int = 3) -> dict[str, list[Any]]:
     """A grid over ``space``: categorical choices, ``points`` values per numeric range
     (geometric for log ranges)."""
@@ -148,6 +163,12 @@ def tune(
         trial.set_user_attr("best_epoch", best_epoch)
         return value
 
+    if not study.trials and sampler != "grid":
+        # the first trial is the model's defaults (where they lie in the space), so the search
+        # can only improve on them on validation
+        start = _defaults_in_space(probe.config, space)
+        if start:
+            study.enqueue_trial(start)
     done = sum(t.state.is_finished() for t in study.trials)
     remaining = max(0, trials - done)
     if remaining:
