@@ -8,6 +8,7 @@ Pieces (``--only`` takes a comma-separated list; default: all but the tuning sea
                      with λ and lr chosen on the validation split
     autorec-ml100k   I-AutoRec, MovieLens 100K, split u1
     deeprec-ml1m     DeepRec on MovieLens 1M (random 90/10, seed 42) and the depth sweep (PNG)
+    deeprec-ml100k   the same on MovieLens 100K u1
     cdae-ml100k      CDAE full ranking, MovieLens 100K, per-user random 80/10/10, 3 seeds
     tune-autorec     the validation search behind AutoRec's defaults (ML-1M, inner split)
     tune-cdae        the validation search behind CDAE's defaults (ML-100K, validation part)
@@ -112,9 +113,19 @@ def autorec_fg_ml1m(args: argparse.Namespace) -> dict:
     parts = split(load("ml-1m"), "random:0.1", seed=42)
     inner = split(parts.train, "random:0.1", seed=42)
     out: dict[str, Any] = {"protocol": "as autorec-ml1m; grid l2 x lr per pair", "rows": []}
-    for (hid, outp), paper in PAPER_FG.items():
+    pairs = PAPER_FG.items()
+    if args.fg_pairs:
+        wanted = {tuple(p.split("/")) for p in args.fg_pairs.split(",")}
+        pairs = [(k, v) for k, v in pairs if k in wanted]
+        out["pairs"] = args.fg_pairs
+    grid = ((10.0, 1e-3), (100.0, 1e-3), (10.0, 3e-3), (100.0, 3e-3))
+    if args.fg_grid == "defaults":  # one point: autorec-i's own λ and lr
+        cfg = create("autorec-i").config
+        grid = ((cfg.l2, cfg.lr),)
+        out["protocol"] = "as autorec-ml1m; autorec-i's default l2 and lr for every pair"
+    for (hid, outp), paper in pairs:
         trials = []
-        for l2, lr in ((10.0, 1e-3), (100.0, 1e-3), (10.0, 3e-3), (100.0, 3e-3)):
+        for l2, lr in grid:
             params = dict(hidden_activation=hid, output_activation=outp, l2=l2, lr=lr)
             model = create("autorec-i", epochs=100, threads=args.threads, **params)
             model.fit(inner.train, inner.test)
@@ -135,20 +146,28 @@ def autorec_ml100k(args: argparse.Namespace) -> dict:
     return {"protocol": "u1", "dropped_cold_test_rows": parts.dropped_cold, "autorec-i": res}
 
 
-def deeprec_ml1m(args: argparse.Namespace) -> dict:
-    parts = split(load("ml-1m"), "random:0.1", seed=42)
-    out: dict[str, Any] = {"protocol": "random:0.1 seed 42 (90/10)", "sweep": []}
+def deeprec_ml1m(args: argparse.Namespace, dataset: str = "ml-1m") -> dict:
+    if dataset == "ml-1m":
+        parts = split(load("ml-1m"), "random:0.1", seed=42)
+        protocol = "random:0.1 seed 42 (90/10)"
+    else:
+        parts, protocol = split(load("ml-100k"), "u1"), "u1"
+    out: dict[str, Any] = {"protocol": protocol, "sweep": []}
     out["deeprec"] = rating_protocol("deeprec", parts.train, parts.test, threads=args.threads)
     for depth, layers in DEPTHS.items():
         res = rating_protocol(
             "deeprec", parts.train, parts.test, layers=layers, threads=args.threads
         )
         out["sweep"].append({"depth": depth, "layers": list(layers), **res})
-    _plot_depth(out["sweep"], RESULTS / "deeprec_depth.png")
+    _plot_depth(out["sweep"], RESULTS / f"deeprec_depth_{dataset}.png", f"{dataset} ({protocol})")
     return out
 
 
-def _plot_depth(sweep: list[dict], path: Path) -> None:
+def deeprec_ml100k(args: argparse.Namespace) -> dict:
+    return deeprec_ml1m(args, "ml-100k")
+
+
+def _plot_depth(sweep: list[dict], path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -159,7 +178,7 @@ def _plot_depth(sweep: list[dict], path: Path) -> None:
     ax.plot([s["depth"] for s in sweep], [s["valid_rmse"] for s in sweep], "s--", label="valid")
     ax.set_xlabel("layers (encoder + decoder)")
     ax.set_ylabel("RMSE")
-    ax.set_title("DeepRec depth, MovieLens 1M (90/10)")
+    ax.set_title(f"DeepRec depth, {title}")
     ax.legend()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -267,6 +286,7 @@ PIECES = {
     "autorec-fg-ml1m": autorec_fg_ml1m,
     "autorec-ml100k": autorec_ml100k,
     "deeprec-ml1m": deeprec_ml1m,
+    "deeprec-ml100k": deeprec_ml100k,
     "cdae-ml100k": cdae_ml100k,
 }
 
@@ -278,6 +298,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", default="all", help="comma-separated pieces, or all")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    parser.add_argument(
+        "--fg-pairs", default="", help="autorec-fg-ml1m: only these hidden/output pairs"
+    )
+    parser.add_argument(
+        "--fg-grid",
+        choices=("full", "defaults"),
+        default="full",
+        help="autorec-fg-ml1m: λ x lr grid per pair, or autorec-i's defaults only",
+    )
     args = parser.parse_args()
     pieces = {**PIECES, **TUNING}
     if args.only == "all":

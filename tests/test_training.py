@@ -218,3 +218,14 @@ def test_row_sparse_state_round_trips(tmp_path):
     other.load_state_dict(opt.state_dict())
     for k, v in opt.state[emb.weight].items():
         torch.testing.assert_close(other.state[emb.weight][k], v)
+
+
+def test_stop_epoch_replays_the_start_of_the_full_schedule():
+    full_cfg = TrainConfig(epochs=6, optimizer="adam", lr=0.05, lr_schedule="cosine", seed=1)
+    _, full = _linear_fit(full_cfg)
+    _, part = _linear_fit(full_cfg.replace(stop_epoch=3))
+    assert len(part) == 3
+    # the lr still decays over 6 epochs, so the first 3 epochs are the full run's
+    assert [h["lr"] for h in part] == [h["lr"] for h in full[:3]]
+    assert [h["train_loss"] for h in part] == [h["train_loss"] for h in full[:3]]
+    assert part[-1]["lr"] > full[-1]["lr"]

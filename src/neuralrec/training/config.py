@@ -53,6 +53,12 @@ class TrainConfig(ModelConfig):
     lr_gamma: float = Field(
         0.5, gt=0, le=1, description="decay factor for step/exponential/plateau"
     )
+    stop_epoch: int | None = Field(
+        None,
+        ge=1,
+        description="end training after this epoch while the lr schedule still spans `epochs` "
+        "(a refit that replays a validated run up to its best epoch)",
+    )
     early_stopping: bool = Field(
         True, description="stop when the monitored validation metric stalls"
     )

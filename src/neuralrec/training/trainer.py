@@ -137,10 +137,11 @@ class Trainer:
         if state.finished:  # the last checkpoint already holds the final (best) weights
             return state.history
 
+        last = min(cfg.epochs, cfg.stop_epoch or cfg.epochs)
         with TrainingProgress(
-            cfg.epochs, quiet=self.quiet or not self.dist.is_main, description=self.description
+            last, quiet=self.quiet or not self.dist.is_main, description=self.description
         ) as bar:
-            for epoch in range(state.epoch + 1, cfg.epochs + 1):
+            for epoch in range(state.epoch + 1, last + 1):
                 record, before = self._train_epoch(
                     module,
                     train_module or module,
@@ -169,7 +170,7 @@ class Trainer:
                 bar.end_epoch(record)
                 if self.on_epoch_end is not None and self.dist.is_main:
                     self.on_epoch_end(record)
-                if stop or epoch == cfg.epochs:
+                if stop or epoch == last:
                     state.finished = True
                     if not state.stopped:
                         state.stopped = "max_epochs"

@@ -189,7 +189,12 @@ def tune(
         and "epochs" not in best_params
         and hasattr(probe.config, "epochs")
     ):
-        best_params["epochs"] = int(best.user_attrs["best_epoch"])
+        # replay the validated run to its best epoch; a schedule that decays over `epochs`
+        # keeps its length (cutting `epochs` would decay the lr faster than in the trial)
+        if getattr(probe.config, "lr_schedule", "constant") in ("cosine", "step", "exponential"):
+            best_params["stop_epoch"] = int(best.user_attrs["best_epoch"])
+        else:
+            best_params["epochs"] = int(best.user_attrs["best_epoch"])
 
     # refit on train + validation with the chosen values, score test once
     final_cfg = cfg.model_copy(update={"params": best_params, "refit": True})
