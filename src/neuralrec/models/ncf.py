@@ -167,11 +167,6 @@ class _NCF(TorchRecommender):
 
     # ------------------------------------------------------------------ scoring
     @torch.no_grad()
-    def score_users(self, users: np.ndarray) -> torch.Tensor:
-        u = torch.as_tensor(np.asarray(users, dtype=np.int64), device=self.device)
-        return self.module_.score_all(u).float().cpu()
-
-    @torch.no_grad()
     def predict_idx(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         u = torch.as_tensor(np.asarray(users, dtype=np.int64), device=self.device)
         i = torch.as_tensor(np.asarray(items, dtype=np.int64), device=self.device)

@@ -105,6 +105,16 @@ class TorchRecommender(Recommender):
         )
         self.module_.eval()
 
+    @torch.no_grad()
+    def score_users(self, users: np.ndarray) -> torch.Tensor:
+        """Scores of every item for ``users`` from the module's ``score_all`` (models whose
+        module has none override this)."""
+        score_all = getattr(self.module_, "score_all", None)
+        if score_all is None:
+            return super().score_users(users)
+        u = torch.as_tensor(np.asarray(users, dtype=np.int64), device=self.device)
+        return score_all(u).float().cpu()
+
     def _train_config(self, train: Interactions) -> TrainConfig:
         """The options the trainer runs with: the model's config, unless the model folds one of
         its own terms in (e.g. an L2 penalty whose gradient is exactly a weight decay)."""
