@@ -8,7 +8,8 @@ One hidden layer reconstructs a partially observed rating vector::
 with ``f = hidden_activation`` and ``g = output_activation``. (The paper writes the same model
 as h(r) = f(W · g(V r + μ) + b), so its f is our output activation and its g our hidden one:
 its best I-AutoRec, "f = Identity, g = Sigmoid" (RMSE 0.831 on ML-1M), is
-``hidden_activation="sigmoid", output_activation="identity"``, the default.) The objective is
+``hidden_activation="sigmoid", output_activation="identity"``. The default output is a sigmoid
+scaled to the rating range, which did as well on validation and keeps predictions in range.) The objective is
 the paper's: squared error over observed entries only, plus λ/2 (‖V‖² + ‖W‖²).
 
 ``autorec-i`` reconstructs item vectors (an item's ratings by all users) and predicts (u, i)
