@@ -17,7 +17,8 @@ cold-user:  10% of the users (seeded) held out entirely; each is served from the
             ratings (by time) without retraining; full ranking of every other movie against
             their later ratings (relevant >= 4). Also MovieLens 100K users with no history at
             all: overall popularity against popularity in their gender/age segment.
-neighbours: the ten nearest items of "Toy Story (1995)" on MovieLens 100K (fit on all ratings).
+neighbours: the ten nearest items of "Toy Story (1995)" on MovieLens 100K (fit on all ratings;
+            candidates with at least 20 ratings).
 
 Prints tables and writes benchmarks/results/hybrid.json (sections merge across runs).
 """
@@ -245,13 +246,17 @@ def _segments(fraction: float, seed: int) -> list[dict]:
     return out
 
 
+#: neighbours are drawn from movies with at least this many ratings (as the quickstart does)
+MIN_COUNT = 20
+
+
 def neighbours(title: str = "Toy Story (1995)", k: int = 10) -> dict:
     ds = nr.load_dataset("ml-100k")
     out = {}
     for name in ("mf-dnn", "biased-mf"):
         model, _ = _fit(name, ds.interactions, ds)
         item = model.find_item(title)
-        ids, sims = model.similar_items(item, k)
+        ids, sims = model.similar_items(item, k, min_count=MIN_COUNT)
         genres = ds.items.loc[ids, "genres"]
         rows = [
             {
@@ -264,7 +269,7 @@ def neighbours(title: str = "Toy Story (1995)", k: int = 10) -> dict:
         ]
         hits = sum(r["family_or_animation"] for r in rows)
         print_table(rows, f"{name}: {k} neighbours of {title!r} ({hits} family/animation)")
-        out[name] = {"neighbours": rows, "family_or_animation": hits}
+        out[name] = {"neighbours": rows, "family_or_animation": hits, "min_count": MIN_COUNT}
     return out
 
 

@@ -83,3 +83,17 @@ def test_implicit_threshold_keeps_only_liked_items(small_dataset):
     liked = create("ease", implicit_threshold=4.0).fit(data)
     assert liked.X_.nnz == int((data.ratings >= 4).sum())
     assert create("ease").fit(data).X_.nnz == len(data)
+
+
+def test_similar_items_min_count_leaves_out_rare_candidates():
+    data = synthetic_implicit(120, 60, per_user=12, seed=0)
+    model = create("item-knn", k=20).fit(data)
+    counts = np.asarray(model.item_popularity_)
+    floor = float(np.median(counts))
+    item = data.item_ids.to_ids([0])[0]
+    ids, scores = model.similar_items(item, k=10, min_count=floor)
+    kept = counts[data.item_ids.to_index(ids)]
+    assert len(ids) == 10 and (kept >= floor).all() and np.all(np.diff(scores) <= 0)
+    unfiltered, _ = model.similar_items(item, k=10)
+    rare = counts[data.item_ids.to_index(unfiltered)] < floor
+    assert rare.any() or set(unfiltered) == set(ids)

@@ -14,6 +14,10 @@ from neuralrec.errors import ConfigError
 
 #: the quickstart's models: what a newcomer should see first on MovieLens 100K
 QUICKSTART_MODELS = ("bias", "biased-mf", "mf-history", "ease")
+#: whose item factors give the quickstart's neighbours
+NEIGHBOURS_MODEL = "biased-mf"
+#: neighbours come from movies with at least this many training ratings
+QUICKSTART_MIN_COUNT = 20
 
 
 def _per_model_params(sets: list[str] | None, models: list[str]) -> dict[str, dict[str, Any]]:
@@ -98,24 +102,26 @@ def quickstart(
     info = ds.summary()
     console.print(f"{info['users']} users, {info['items']} items, {info['interactions']} ratings")
     _print_table(result.table(), result.to_markdown().strip().splitlines()[-1])
-    rated = [e for e in result.entries if "rating/rmse" in e.result.summary()]
-    best = (
-        min(rated, key=lambda e: e.result.summary()["rating/rmse"]) if rated else result.entries[-1]
-    )
+    by_label = {e.label: e for e in result.entries}
+    # the top-10 from the best full-ranking model: rating models put rarely rated films with a
+    # few high ratings first, a ranker what the user is likely to watch and like
+    ranked = [e for e in result.entries if "full/ndcg@10" in e.result.summary()]
+    best = max(ranked, key=lambda e: e.result.summary()["full/ndcg@10"])
     model = best.model
     ids, scores = model.recommend(user, 10)
     _print_items(
         console, f"top-10 for user {user} ({best.label}, unseen movies)", model, ids, scores
     )
-    # neighbours from the best ranker: co-rating structure beats rating-fit factors there
-    ranked = [e for e in result.entries if "full/ndcg@10" in e.result.summary()]
-    near = max(ranked, key=lambda e: e.result.summary()["full/ndcg@10"]) if ranked else best
+    # neighbours from latent factors: co-occurrence (EASE, ItemKNN) ranks blockbusters near
+    # everything, the factor cosine finds films of the same kind (docs/hybrid.md's benchmark)
+    near = by_label.get(NEIGHBOURS_MODEL, best)
     model = near.model
     item_id = model.find_item(item)
-    ids, scores = model.similar_items(item_id, 10)
+    ids, scores = model.similar_items(item_id, 10, min_count=QUICKSTART_MIN_COUNT)
     _print_items(
         console,
-        f"movies most similar to {model.item_title(item_id)} ({near.label})",
+        f"movies most similar to {model.item_title(item_id)} ({near.label}, cosine of item "
+        f"factors, movies with {QUICKSTART_MIN_COUNT}+ ratings)",
         model,
         ids,
         scores,
@@ -141,7 +147,10 @@ def _print_table(table, note: str) -> None:
     t = Table(*[DISPLAY.get(str(c), str(c)) for c in table.columns], caption=note)
     for _, row in table.iterrows():
         t.add_row(*[_cell(v) for v in row])
-    Console().print(t)
+    console = Console()
+    if not console.is_terminal:  # a log or a pipe: do not squash the table into 80 columns
+        console = Console(width=max(console.width, 160))
+    console.print(t)
 
 
 def _cell(v: Any) -> str:

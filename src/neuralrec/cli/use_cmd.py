@@ -53,6 +53,9 @@ def similar(
     run_dir: Path = typer.Argument(..., help="a run or model directory"),
     item: str = typer.Option(..., "--item", "-i", help='item id or title, e.g. "Toy Story (1995)"'),
     k: int = typer.Option(10, "-k", "--k", min=1, max=1000),
+    min_count: int = typer.Option(
+        0, "--min-count", min=0, help="only items with at least this many training interactions"
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """The K items most similar to an item (cosine in the model's item space)."""
@@ -60,7 +63,7 @@ def similar(
 
     model = load(run_dir)
     item_id = model.find_item(item)
-    ids, scores = model.similar_items(item_id, k)
+    ids, scores = model.similar_items(item_id, k, min_count=min_count)
     rows = [_row(model, i, s) for i, s in zip(ids, scores, strict=True)]
     if as_json:
         echo_json({"item": _row(model, item_id, None), "similar": rows})

@@ -356,16 +356,23 @@ class Recommender:
         top, val = _topk(scores.unsqueeze(0), k, None)
         return self.item_ids_.to_ids(top[0]), val[0]
 
-    def similar_items(self, items: Any, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    def similar_items(
+        self, items: Any, k: int = 10, *, min_count: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` most similar items (cosine in the model's item space) to one id or many.
 
         Models without item vectors use the columns of the training interaction matrix.
+        ``min_count`` leaves out candidates with fewer training interactions: the vectors of
+        rarely rated items are mostly their initialisation and prior, so they land near anything.
         """
         self._check_fitted()
         single = np.ndim(items) == 0
         idx = self.item_ids_.to_index(items)
         sims = self.item_similarities(idx)
         sims[torch.arange(len(idx)), torch.from_numpy(idx)] = -torch.inf
+        if min_count > 0:
+            rare = np.asarray(self.item_popularity_) < min_count
+            sims[:, torch.from_numpy(rare)] = -torch.inf
         top, val = _topk(sims, k, None)
         ids = self.item_ids_.to_ids(top.ravel()).reshape(top.shape)
         return (ids[0], val[0]) if single else (ids, val)
