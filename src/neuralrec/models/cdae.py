@@ -44,11 +44,7 @@ class CDAEConfig(TrainConfig):
     hidden: int = Field(200, ge=1, description="hidden units K")
     corruption: float = Field(0.7, ge=0, lt=1, description="dropout rate q on the input vector")
     hidden_activation: ActivationName = Field("sigmoid", description="h, on the hidden layer")
-    loss: Literal["bce", "mse", "multinomial"] = Field(
-        "bce",
-        description="per-entry loss on σ(output), or the multinomial log-likelihood of the "
-        "user's items under a softmax over all items (Liang et al. 2018's Mult-DAE)",
-    )
+    loss: Literal["bce", "mse"] = Field("bce", description="per-entry loss on σ(output)")
     negatives: float | None = Field(
         None, gt=0, description="sampled negatives per positive; None: every item counts"
     )
@@ -113,8 +109,6 @@ class CDAE(TorchRecommender):
         cfg = self.config
         target = self.rows_.dense(users)
         logits = self.module_(target, users if cfg.user_node else None)
-        if cfg.loss == "multinomial":
-            return -(F.log_softmax(logits, dim=1) * target).sum() / len(users)
         if cfg.loss == "bce":
             per_entry = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
         else:
