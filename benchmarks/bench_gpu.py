@@ -28,15 +28,15 @@ from bench_ncf import RECBOLE_NEUMF
 NEUMF = {**{k: v for k, v in RECBOLE_NEUMF.items() if k not in ("epochs", "patience")}}
 
 
-def epoch_seconds(train, device: str, epochs: int) -> dict:
-    model = nr.create("neumf", device=device, epochs=epochs, **NEUMF)
+def epoch_seconds(train, device: str, epochs: int, amp: bool = False) -> dict:
+    model = nr.create("neumf", device=device, epochs=epochs, amp=amp, **NEUMF)
     start = time.perf_counter()
     model.fit(train)
     fit = time.perf_counter() - start
     per = [h["seconds"] for h in model.history_]
     steady = per[1:] if len(per) >= 3 else per
     return {
-        "device": device,
+        "device": device + (" (bf16 autocast)" if amp else ""),
         "name": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
         "epoch_s_median": float(np.median(steady)),
         "epoch_s_all": per,
@@ -54,6 +54,7 @@ def main() -> None:
     rows = []
     if torch.cuda.is_available():
         rows.append(epoch_seconds(train, "cuda", args.epochs))
+        rows.append(epoch_seconds(train, "cuda", args.epochs, amp=True))
     else:
         print("no CUDA device here: timing the CPU only")
     if not args.skip_cpu:

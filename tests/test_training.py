@@ -229,3 +229,31 @@ def test_stop_epoch_replays_the_start_of_the_full_schedule():
     assert [h["lr"] for h in part] == [h["lr"] for h in full[:3]]
     assert [h["train_loss"] for h in part] == [h["train_loss"] for h in full[:3]]
     assert part[-1]["lr"] > full[-1]["lr"]
+
+
+def test_amp_is_a_cuda_option_and_a_no_op_on_cpu():
+    cfg = TrainConfig(epochs=3, optimizer="adam", lr=0.05, early_stopping=False, seed=2)
+    plain, plain_hist = _linear_fit(cfg)
+    mixed, mixed_hist = _linear_fit(cfg.replace(amp=True))
+    torch.testing.assert_close(mixed.weight, plain.weight, rtol=0, atol=0)
+    assert [h["train_loss"] for h in mixed_hist] == [h["train_loss"] for h in plain_hist]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_amp_on_cuda_trains_close_to_float32():
+    cfg = TrainConfig(epochs=3, optimizer="adam", lr=0.05, early_stopping=False, seed=2)
+    x, y = _regression_problem()
+    losses = {}
+    for amp in (False, True):
+        torch.manual_seed(0)
+        model = nn.Linear(4, 1).cuda()
+
+        def loss_fn(batch, model=model):
+            xb, yb = batch
+            return (model(xb).squeeze(-1) - yb).square().mean()
+
+        hist = Trainer(cfg.replace(amp=amp)).fit(
+            model, TensorBatches([x.cuda(), y.cuda()], batch_size=32), loss_fn
+        )
+        losses[amp] = hist[-1]["train_loss"]
+    assert losses[True] == pytest.approx(losses[False], rel=0.05)

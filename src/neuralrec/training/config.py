@@ -72,6 +72,11 @@ class TrainConfig(ModelConfig):
         None, ge=1, description="torch intra-op threads (default: all cores)"
     )
     device: str = Field("cpu", description="cpu, cuda, cuda:N or auto")
+    amp: bool = Field(
+        False,
+        description="mixed precision on CUDA: the forward pass under bfloat16 autocast (weights, "
+        "optimizer state and the loss stay float32; ignored on CPU)",
+    )
 
     @field_validator("optimizer")
     @classmethod

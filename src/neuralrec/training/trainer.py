@@ -7,6 +7,7 @@ schedules, early stopping, convergence stop, per-epoch history, checkpoints and 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -209,21 +210,22 @@ class Trainer:
         for batch in batches.epoch(epoch, cfg.seed, self.dist.rank, self.dist.world_size):
             for opt in optimizers:
                 opt.zero_grad(set_to_none=True)
-            out = loss_fn(batch)
-            losses = iter((out,)) if isinstance(out, torch.Tensor) else out
-            # the first loss is the batch's objective (what train_loss reports); any further
-            # ones are extra steps on the same batch
-            for step, loss in enumerate(losses):
-                if step:
+            with _autocast(cfg.amp, module):
+                out = loss_fn(batch)
+                losses = iter((out,)) if isinstance(out, torch.Tensor) else out
+                # the first loss is the batch's objective (what train_loss reports); any further
+                # ones are extra steps on the same batch (a generator: their forward runs here)
+                for step, loss in enumerate(losses):
+                    if step:
+                        for opt in optimizers:
+                            opt.zero_grad(set_to_none=True)
+                    loss.float().backward()
+                    if cfg.grad_clip:
+                        clip_gradients(train_module, cfg.grad_clip)
                     for opt in optimizers:
-                        opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip:
-                    clip_gradients(train_module, cfg.grad_clip)
-                for opt in optimizers:
-                    opt.step()
-                if step == 0:
-                    total += loss.detach().to("cpu", torch.float64)
+                        opt.step()
+                    if step == 0:
+                        total += loss.detach().to("cpu", torch.float64)
             steps += 1
             bar.advance_batch()
         train_loss = self.dist.all_reduce_mean(float(total) / max(steps, 1))
@@ -362,3 +364,15 @@ def _relative_change(before: list[torch.Tensor], module: nn.Module) -> float:
         num += float((p.detach() - old).double().square().sum())
         den += float(old.double().square().sum())
     return math.sqrt(num) / max(math.sqrt(den), 1e-12)
+
+
+def _autocast(enabled: bool, module: nn.Module) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast for the forward pass when ``enabled`` and the module is on CUDA.
+
+    bfloat16 keeps float32's exponent range, so no loss scaling is needed; on CPU the option is
+    ignored (CPU autocast slows the small matrices of these models down).
+    """
+    param = next(module.parameters(), None)
+    if enabled and param is not None and param.device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
