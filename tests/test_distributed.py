@@ -91,3 +91,11 @@ def test_two_processes_match_one(ratings_file, tmp_path, model, sets, metric):
     model_two = load(tmp_path / "two")
     ids, scores = model_two.recommend(model_two.user_ids_.ids[0], 5)
     assert len(ids) == 5 and scores[0] >= scores[-1]
+
+
+def test_a_failed_worker_fails_the_launcher(tmp_path):
+    cmd = [sys.executable, "-m", "neuralrec", "train", "biased-mf", "--dataset"]
+    cmd += [str(tmp_path / "missing.csv"), "--out", str(tmp_path / "run"), "--nproc", "2"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0, done.stderr[-2000:]

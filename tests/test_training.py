@@ -257,3 +257,26 @@ def test_amp_on_cuda_trains_close_to_float32():
         )
         losses[amp] = hist[-1]["train_loss"]
     assert losses[True] == pytest.approx(losses[False], rel=0.05)
+
+
+@pytest.mark.parametrize("kind", ["adam", "rowwise-adagrad", "sgd"])
+def test_lazy_rows_with_dense_gradients_match_sparse_gradients(kind):
+    from neuralrec.training.optim import LAZY_ROWS, RowSparse
+
+    # a repeated row would differ under row-wise Adagrad only: the sparse path counts each
+    # occurrence as one sample, the dense gradient arrives already summed
+    idx = torch.tensor([1, 3, 3, 4]) if kind != "rowwise-adagrad" else torch.tensor([1, 3, 4])
+    tables = []
+    for sparse in (True, False):
+        torch.manual_seed(0)
+        emb = nn.Embedding(6, 3, sparse=sparse)
+        if not sparse:
+            setattr(emb.weight, LAZY_ROWS, True)
+        opt = RowSparse([emb.weight], kind, 0.1)
+        for _ in range(3):
+            opt.zero_grad()
+            emb(idx[:2] if _ else idx).square().sum().backward()
+            opt.step()
+        tables.append(emb.weight.detach())
+    # untouched rows (0, 2, 5) keep their initial values in both
+    torch.testing.assert_close(tables[1], tables[0], rtol=1e-5, atol=1e-6)

@@ -46,7 +46,10 @@ def _root(
 def main() -> None:
     """Run the CLI; library errors print one clear line (no traceback) and exit with status 2."""
     try:
-        app(standalone_mode=False)
+        # without standalone mode click returns a command's typer.Exit code instead of exiting
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except NeuralrecError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)

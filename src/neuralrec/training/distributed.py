@@ -68,9 +68,21 @@ class LossModule(nn.Module):
 def wrap(
     module: nn.Module, loss_fn: Callable[[Any], torch.Tensor], device: torch.device
 ) -> nn.Module:
-    """DDP around ``loss_fn``'s network. Parameters a step does not touch are allowed."""
+    """DDP around ``loss_fn``'s network. Parameters a step does not touch are allowed.
+
+    Embedding tables switch to dense gradients: DDP's sparse all-reduce over gloo corrupted the
+    heap about one run in six here (torch 2.13, "malloc(): unaligned tcache chunk" in the
+    backward pass), while dense buckets are reduced by the well-trodden path. The tables are
+    marked so that the optimizer still updates only the rows a step touched, as in one process.
+    """
     from torch.nn.parallel import DistributedDataParallel
 
+    from neuralrec.training.optim import LAZY_ROWS
+
+    for m in module.modules():
+        if isinstance(m, nn.Embedding | nn.EmbeddingBag) and m.sparse:
+            m.sparse = False
+            setattr(m.weight, LAZY_ROWS, True)
     ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(
         LossModule(module, loss_fn),

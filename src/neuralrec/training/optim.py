@@ -22,6 +22,9 @@ from torch import nn
 from neuralrec.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "momentum", "adagrad", "rowwise-adagrad", "rmsprop", "adam", "adamw")
+#: attribute marking an embedding table whose dense gradient should still update only the rows
+#: it touches (lazily, as its sparse gradient would): set by the data-parallel wrapper
+LAZY_ROWS = "_neuralrec_lazy_rows"
 
 
 class RowSparse:
@@ -104,6 +107,10 @@ class RowSparse:
                     continue
                 if grad.is_sparse:
                     idx, g = self._rows(grad, group["weight_decay"])
+                elif getattr(p, LAZY_ROWS, False):  # a table trained with dense gradients
+                    touched = grad.reshape(len(grad), -1).abs().sum(1)
+                    idx = touched.nonzero().squeeze(1)
+                    g = grad.index_select(0, idx)
                 else:
                     idx, g = None, grad
                 self._update(p, idx, g, group)
@@ -274,7 +281,8 @@ def sparse_parameters(module: nn.Module) -> set[int]:
     return {
         id(m.weight)
         for m in module.modules()
-        if isinstance(m, nn.Embedding | nn.EmbeddingBag) and m.sparse
+        if isinstance(m, nn.Embedding | nn.EmbeddingBag)
+        and (m.sparse or getattr(m.weight, LAZY_ROWS, False))
     }
 
 
