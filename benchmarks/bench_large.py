@@ -54,7 +54,7 @@ def make_parquet(
     U = rng.normal(0, 1, (n_users, 8)).astype(np.float32)
     V = rng.normal(0, 1, (n_items, 8)).astype(np.float32)
     # distinct (user, item) pairs: oversample, drop repeats (sort-based), keep a random subset
-    m = int(rows * 1.15)
+    m = int(rows * 1.35)
     key = rng.integers(0, n_users, m, dtype=np.int64) * n_items + rng.choice(n_items, size=m, p=p)
     key.sort()
     key = key[np.concatenate([[True], key[1:] != key[:-1]])]
