@@ -10,6 +10,7 @@ history alone, without retraining.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar, Literal
 
@@ -202,12 +203,15 @@ class MFHistory(TorchRecommender):
     def _pool(self, hist: sp.csr_matrix) -> tuple[torch.Tensor, torch.Tensor]:
         """Pooled vectors and history biases for rows of a (users x items) weight matrix."""
         m = self.module_
-        mat = torch.sparse_csr_tensor(
-            torch.from_numpy(hist.indptr.astype(np.int64)),
-            torch.from_numpy(hist.indices.astype(np.int64)),
-            torch.from_numpy(hist.data.astype(np.float32)),
-            size=hist.shape,
-        )
+        with warnings.catch_warnings():  # torch's one-time "CSR support is in beta" notice
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            mat = torch.sparse_csr_tensor(
+                torch.from_numpy(hist.indptr.astype(np.int64)),
+                torch.from_numpy(hist.indices.astype(np.int64)),
+                torch.from_numpy(hist.data.astype(np.float32)),
+                size=hist.shape,
+                check_invariants=False,  # scipy built a valid CSR; checking costs a pass
+            )
         vec = mat @ m.Y.weight
         hb = (mat @ m.hist_bias.weight).squeeze(1)
         cnt = torch.from_numpy(np.diff(hist.indptr).astype(np.float32))
