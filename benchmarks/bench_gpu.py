@@ -25,7 +25,7 @@ from _common import print_table, write_results
 from bench_ncf import RECBOLE_NEUMF
 
 #: RecBole's NeuMF settings (as in bench_ncf.py's speed piece), no early stopping
-NEUMF = {**{k: v for k, v in RECBOLE_NEUMF.items() if k not in ("epochs", "patience")}}
+NEUMF = {k: v for k, v in RECBOLE_NEUMF.items() if k not in ("epochs", "patience")}
 
 
 def epoch_seconds(train, device: str, epochs: int, amp: bool = False) -> dict:

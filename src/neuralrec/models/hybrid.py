@@ -12,7 +12,7 @@ docs/hybrid.md for the defaults and how they were chosen.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -31,7 +31,7 @@ from neuralrec.models.hybrid_net import HybridNet, gather_rows, pool_history_row
 from neuralrec.models.registry import register
 from neuralrec.models.torch_base import TorchRecommender
 from neuralrec.training.batches import Batch, BatchSource, TensorBatches
-from neuralrec.training.config import TrainConfig
+from neuralrec.training.config import LRSchedule, TrainConfig
 
 
 class MFDNNConfig(TrainConfig):
@@ -65,7 +65,7 @@ class MFDNNConfig(TrainConfig):
     # validation RMSE peaks near epoch 6 at a constant lr, then overfits fast: 8 cosine-decayed
     # epochs end at the optimum with or without early stopping (ml-latest-small valid 0.858)
     epochs: int = 8
-    lr_schedule: Literal["constant", "step", "exponential", "cosine", "plateau"] = "cosine"
+    lr_schedule: LRSchedule = "cosine"
     batch_size: int = 1024
     optimizer: str = "adam"
     lr: float = 2e-3

@@ -26,6 +26,7 @@ from neuralrec.models.cold_start import ridge_fold_in
 from neuralrec.models.registry import register
 from neuralrec.models.torch_base import TorchRecommender
 from neuralrec.training.batches import Batch, BatchSource, TensorBatches
+from neuralrec.training.config import LRSchedule
 from neuralrec.training.implicit import ImplicitTrainConfig, implicit_batches
 from neuralrec.training.losses import implicit_loss
 
@@ -48,7 +49,7 @@ class BiasedMFConfig(ImplicitTrainConfig):
     batch_size: int = 1024
     optimizer: str = "adam"
     lr: float = 0.002
-    lr_schedule: Literal["constant", "step", "exponential", "cosine", "plateau"] = "cosine"
+    lr_schedule: LRSchedule = "cosine"
     monitor: str = "rmse"
     patience: int = 5
     loss: Literal["mse", "bce", "bpr"] = Field(

@@ -24,7 +24,7 @@ from neuralrec.data.interactions import Interactions
 from neuralrec.models.registry import register
 from neuralrec.models.torch_base import TorchRecommender
 from neuralrec.training.batches import Batch, epoch_generator
-from neuralrec.training.config import TrainConfig
+from neuralrec.training.config import LRSchedule, TrainConfig
 
 
 class MFHistoryConfig(TrainConfig):
@@ -44,7 +44,7 @@ class MFHistoryConfig(TrainConfig):
     batch_size: int = 1024
     optimizer: str = "adam"
     lr: float = 0.002
-    lr_schedule: Literal["constant", "step", "exponential", "cosine", "plateau"] = "cosine"
+    lr_schedule: LRSchedule = "cosine"
     monitor: str = "rmse"
     patience: int = 5
 

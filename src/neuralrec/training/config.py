@@ -17,6 +17,10 @@ from neuralrec.training.optim import OPTIMIZERS
 MINIMISED = ("rmse", "mae", "logloss", "loss", "train_loss", "valid_loss")
 
 
+#: learning-rate schedules the trainer computes per epoch
+LRSchedule = Literal["constant", "step", "exponential", "cosine", "plateau"]
+
+
 class ModelConfig(BaseModel):
     """Base of every model config: immutable, unknown keys rejected."""
 
@@ -48,7 +52,7 @@ class TrainConfig(ModelConfig):
     )
     decay_biases: bool = False
     grad_clip: float | None = Field(None, gt=0, description="clip the global gradient norm")
-    lr_schedule: Literal["constant", "step", "exponential", "cosine", "plateau"] = "constant"
+    lr_schedule: LRSchedule = "constant"
     lr_step: int = Field(10, ge=1, description="epochs between decays for lr_schedule=step")
     lr_gamma: float = Field(
         0.5, gt=0, le=1, description="decay factor for step/exponential/plateau"

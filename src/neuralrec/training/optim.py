@@ -246,21 +246,21 @@ def make_optimizers(
         groups.setdefault((id(p) in sparse_ids, decay), []).append(p)
     dense_numel = sum(p.numel() for (sparse, _), ps in groups.items() if not sparse for p in ps)
     fused = kind in ("adam", "adamw") and dense_numel >= FUSED_MIN_NUMEL
-    optimizers: list[Any] = []
-    for part in ((True,), (False,)) if fused else ((True, False),):
-        pgroups = [
+
+    def param_groups(sparse_kinds: tuple[bool, ...]) -> list[dict[str, Any]]:
+        return [
             {"params": ps, "weight_decay": weight_decay if decay else 0.0}
             for decay in (False, True)
-            for sparse in part
+            for sparse in sparse_kinds
             if (ps := groups.get((sparse, decay)))
         ]
-        if not pgroups:
-            continue
-        if fused and part == (False,):
-            optimizers.append(_fused_adam(pgroups, kind, lr))
-        else:
-            optimizers.append(RowSparse(pgroups, kind, lr, momentum=momentum))
-    return optimizers
+
+    if not fused:
+        everything = param_groups((True, False))
+        return [RowSparse(everything, kind, lr, momentum=momentum)] if everything else []
+    tables = param_groups((True,))
+    rows = [RowSparse(tables, kind, lr, momentum=momentum)] if tables else []
+    return [*rows, _fused_adam(param_groups((False,)), kind, lr)]
 
 
 #: dense parameters at least this large go to torch's fused Adam (one kernel per tensor instead

@@ -207,10 +207,11 @@ class Trainer:
         total = torch.zeros((), dtype=torch.float64)
         steps = 0
         bar.start_epoch(epoch, batches.num_batches(self.dist.world_size), epoch - 1)
+        amp = _autocast(cfg.amp, module)  # decided once: the module stays on its device
         for batch in batches.epoch(epoch, cfg.seed, self.dist.rank, self.dist.world_size):
             for opt in optimizers:
                 opt.zero_grad(set_to_none=True)
-            with _autocast(cfg.amp, module):
+            with amp:
                 out = loss_fn(batch)
                 losses = iter((out,)) if isinstance(out, torch.Tensor) else out
                 # the first loss is the batch's objective (what train_loss reports); any further
