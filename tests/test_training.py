@@ -13,7 +13,7 @@ from neuralrec.models import create
 from neuralrec.models.mf import _FusedMSE
 from neuralrec.training import TrainConfig, Trainer
 from neuralrec.training.batches import TensorBatches
-from neuralrec.training.optim import OPTIMIZERS, RowSparse
+from neuralrec.training.optim import COMPILED, OPTIMIZERS, RowSparse
 from neuralrec.training.trainer import TrainingDiverged
 
 
@@ -54,25 +54,28 @@ def test_fused_mse_matches_autograd():
 
 
 TORCH_REFERENCE = {
-    "sgd": lambda p: torch.optim.SGD(p, lr=0.05, weight_decay=0.01),
-    "momentum": lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, weight_decay=0.01),
-    "adagrad": lambda p: torch.optim.Adagrad(p, lr=0.05, weight_decay=0.01, eps=1e-10),
-    "rmsprop": lambda p: torch.optim.RMSprop(p, lr=0.05, weight_decay=0.01),
-    "adam": lambda p: torch.optim.Adam(p, lr=0.05, weight_decay=0.01),
-    "adamw": lambda p: torch.optim.AdamW(p, lr=0.05, weight_decay=0.01),
+    "sgd": lambda p, wd: torch.optim.SGD(p, lr=0.05, weight_decay=wd),
+    "momentum": lambda p, wd: torch.optim.SGD(p, lr=0.05, momentum=0.9, weight_decay=wd),
+    "adagrad": lambda p, wd: torch.optim.Adagrad(p, lr=0.05, weight_decay=wd, eps=1e-10),
+    "rmsprop": lambda p, wd: torch.optim.RMSprop(p, lr=0.05, weight_decay=wd),
+    "adam": lambda p, wd: torch.optim.Adam(p, lr=0.05, weight_decay=wd),
+    "adamw": lambda p, wd: torch.optim.AdamW(p, lr=0.05, weight_decay=wd),
 }
 
 
 @pytest.mark.parametrize("kind", sorted(TORCH_REFERENCE))
 @pytest.mark.parametrize("sparse_grad", [True, False])
-def test_row_sparse_matches_torch_optim(kind, sparse_grad):
+@pytest.mark.parametrize(
+    "wd", [0.01, 0.0]
+)  # without weight decay sparse rows take the compiled loops
+def test_row_sparse_matches_torch_optim(kind, sparse_grad, wd):
     """Dense gradients, and sparse ones touching every row each step, match torch.optim."""
     torch.manual_seed(0)
     dense = nn.Embedding(4, 3)
     ours = nn.Embedding(4, 3, sparse=sparse_grad)
     ours.weight.data.copy_(dense.weight.data)
-    ref = TORCH_REFERENCE[kind](dense.parameters())
-    opt = RowSparse(ours.parameters(), kind, 0.05, weight_decay=0.01)
+    ref = TORCH_REFERENCE[kind](dense.parameters(), wd)
+    opt = RowSparse(ours.parameters(), kind, 0.05, weight_decay=wd)
     idx = torch.tensor([3, 0, 2, 1, 0])
     for step in range(4):
         for emb, o in ((dense, ref), (ours, opt)):
@@ -80,6 +83,39 @@ def test_row_sparse_matches_torch_optim(kind, sparse_grad):
             (emb(idx) ** 2 * (step + 1)).sum().backward()
             o.step()
     torch.testing.assert_close(ours.weight.data, dense.weight.data, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", COMPILED)
+def test_compiled_row_updates_match_the_torch_path(kind, monkeypatch):
+    """The numba loops give the torch ops' result (rows, optimizer state) on sparse gradients
+    that repeat rows and leave others untouched, and their state resumes on the torch path."""
+    g = torch.Generator().manual_seed(0)
+    start = torch.randn(50, 6, generator=g)
+    batches = [torch.randint(0, 30, (40,), generator=g) for _ in range(5)]
+    weights = [torch.randn(40, 6, generator=g) for _ in range(5)]
+
+    def run(compiled, steps=range(5), emb=None, opt=None):
+        monkeypatch.setattr("neuralrec.training.optim.COMPILED", COMPILED if compiled else ())
+        if emb is None:
+            emb = nn.Embedding(50, 6, sparse=True)
+            emb.weight.data.copy_(start)
+            opt = RowSparse(emb.parameters(), kind, 0.05)
+        for s in steps:
+            opt.zero_grad()
+            (emb(batches[s]) * weights[s]).sum().backward()
+            opt.step()
+        return emb, opt
+
+    torch_emb, torch_opt = run(False)
+    fast_emb, fast_opt = run(True)
+    torch.testing.assert_close(fast_emb.weight.data, torch_emb.weight.data, rtol=1e-5, atol=1e-5)
+    for key, value in torch_opt.state_dict()["state"][0].items():
+        torch.testing.assert_close(fast_opt.state_dict()["state"][0][key], value)
+    assert (fast_emb.weight.data[30:] == start[30:]).all()  # rows never touched
+    # three compiled steps, then two torch steps on the same state: the same as five torch ones
+    emb, opt = run(True, range(3))
+    emb, opt = run(False, range(3, 5), emb, opt)
+    torch.testing.assert_close(emb.weight.data, torch_emb.weight.data, rtol=1e-5, atol=1e-5)
 
 
 def test_row_sparse_leaves_untouched_rows_alone():
@@ -279,4 +315,35 @@ def test_lazy_rows_with_dense_gradients_match_sparse_gradients(kind):
             opt.step()
         tables.append(emb.weight.detach())
     # untouched rows (0, 2, 5) keep their initial values in both
-    torch.testing.assert_close(tables[1], tables[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(tables[1], tables[0], rtol=1e-5, atol=1e-5)
+
+
+def test_biased_mf_hand_written_gradients_match_autograd():
+    """The one-process path writes sparse gradients itself; they equal autograd's."""
+    from neuralrec.data.synthetic import synthetic_ratings
+
+    data = synthetic_ratings(n_users=30, n_items=20, n_ratings=300, seed=0)
+    model = create("biased-mf", factors=4, epochs=1, init_std=0.3, bias_l2=0.1, threads=1)
+    model.fit(data)
+    m = model.module_
+    users = torch.tensor([0, 3, 3, 7, 29], dtype=torch.int64)
+    items = torch.tensor([1, 2, 2, 19, 0], dtype=torch.int64)
+    ratings = torch.tensor([4.0, 2.0, 5.0, 3.0, 1.0])
+    out = model._loss((users, items, ratings))
+    manual = [p.grad.coalesce().to_dense() for p in m.parameters()]
+    for p in m.parameters():
+        p.grad = None
+    wu, wi = model._row_l2[0][users], model._row_l2[1][items]
+    pu, qi = m.P(users), m.Q(items)
+    a, b = m.user_bias(users).squeeze(1), m.item_bias(items).squeeze(1)
+    err = (pu * qi).sum(1) + a + b + m.mu - ratings
+    ref = (
+        err.square().sum()
+        + (wu * pu.square().sum(1)).sum()
+        + (wi * qi.square().sum(1)).sum()
+        + model.config.bias_l2 * (a.square().sum() + b.square().sum())
+    ) / len(users)
+    ref.backward()
+    assert out.loss.item() == pytest.approx(ref.item(), rel=1e-5)
+    for got, p in zip(manual, m.parameters(), strict=True):
+        torch.testing.assert_close(got, p.grad.coalesce().to_dense(), rtol=1e-5, atol=1e-5)

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from pydantic import Field
 from torch import nn
 
@@ -28,7 +29,7 @@ from neuralrec.models.torch_base import TorchRecommender
 from neuralrec.training.batches import Batch, BatchSource, TensorBatches
 from neuralrec.training.config import LRSchedule
 from neuralrec.training.implicit import ImplicitTrainConfig, implicit_batches
-from neuralrec.training.losses import implicit_loss
+from neuralrec.training.losses import GradientsSet, implicit_loss
 
 
 class BiasedMFConfig(ImplicitTrainConfig):
@@ -75,51 +76,84 @@ class BiasedMFConfig(ImplicitTrainConfig):
     }
 
 
-class _FusedMSE(torch.autograd.Function):
-    """Loss and gradients of the regularised squared error in one pass.
+def _mse_terms(
+    p: torch.Tensor,
+    q: torch.Tensor,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    r: torch.Tensor,
+    mu: float,
+    wu: torch.Tensor,
+    wi: torch.Tensor,
+    bias_l2: float,
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """The regularised squared error of a batch and its gradients w.r.t. ``p, q, a, b``.
 
-    Autograd through the dozen small ops of the plain expression costs more than the arithmetic;
-    this computes the same value and the same gradients (a test checks them against autograd).
+    ``wu``/``wi`` are the per-row L2 weights of each sample's user and item (λ times a
+    frequency factor). Written out by hand: autograd through the dozen small ops of the plain
+    expression costs more than the arithmetic (a test checks value and gradients against it).
     """
+    n = r.shape[0]
+    err = torch.linalg.vecdot(p, q).add_(a).add_(b).add_(mu).sub_(r)
+    loss = (
+        torch.dot(err, err)
+        + torch.dot(wu, torch.linalg.vecdot(p, p))
+        + torch.dot(wi, torch.linalg.vecdot(q, q))
+        + bias_l2 * (torch.dot(a, a) + torch.dot(b, b))
+    ) / n
+    e = err.mul_(2.0 / n)
+    col = e.unsqueeze(1)
+    gp = torch.addcmul(p * wu.mul(2.0 / n).unsqueeze(1), q, col)
+    gq = torch.addcmul(q * wi.mul(2.0 / n).unsqueeze(1), p, col)
+    ga = torch.add(e, a, alpha=2.0 * bias_l2 / n)
+    gb = torch.add(e, b, alpha=2.0 * bias_l2 / n)
+    return loss, (gp, gq, ga, gb)
+
+
+def _mse_terms_compiled(
+    tables: tuple[torch.Tensor, ...],
+    users: torch.Tensor,
+    items: torch.Tensor,
+    ratings: torch.Tensor,
+    mu: float,
+    wu: torch.Tensor,
+    wi: torch.Tensor,
+    bias_l2: float,
+    buffers: tuple[torch.Tensor, ...],
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """:func:`_mse_terms` for float32 CPU tables, in one compiled pass over the batch
+    (``wu``/``wi`` here are the per-row weights of the whole user and item tables); the
+    gradients are written to the first rows of ``buffers``."""
+    from neuralrec.training import kernels
+
+    grads = tuple(b[: len(ratings)] for b in buffers)
+    loss = kernels.mf_mse_grads(
+        *(t.detach().numpy() for t in tables),
+        wu.numpy(),
+        wi.numpy(),
+        users.numpy(),
+        items.numpy(),
+        ratings.float().numpy(),
+        mu,
+        bias_l2,
+        *(g.numpy() for g in grads),
+    )
+    return torch.tensor(loss), grads
+
+
+class _FusedMSE(torch.autograd.Function):
+    """:func:`_mse_terms` as one autograd node (the data-parallel path, whose gradient
+    all-reduce hooks need a graph)."""
 
     @staticmethod
-    def forward(
-        ctx: Any,
-        p: torch.Tensor,
-        q: torch.Tensor,
-        a: torch.Tensor,
-        b: torch.Tensor,
-        r: torch.Tensor,
-        mu: float,
-        wu: torch.Tensor,
-        wi: torch.Tensor,
-        bias_l2: float,
-    ) -> torch.Tensor:
-        # wu, wi: per-row L2 weights of each sample's user and item (λ times a frequency factor)
-        n = r.shape[0]
-        err = torch.linalg.vecdot(p, q).add_(a).add_(b).add_(mu).sub_(r)
-        loss = (
-            err.square().sum()
-            + torch.dot(wu, p.square().sum(1))
-            + torch.dot(wi, q.square().sum(1))
-            + bias_l2 * (a.square().sum() + b.square().sum())
-        ) / n
-        ctx.save_for_backward(p, q, a, b, err, wu, wi)
-        ctx.scale = (2.0 / n, 2.0 * bias_l2 / n)
+    def forward(ctx: Any, *args: Any) -> torch.Tensor:
+        loss, grads = _mse_terms(*args)
+        ctx.save_for_backward(*grads)
         return loss
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[Any, ...]:
-        p, q, a, b, err, wu, wi = ctx.saved_tensors
-        s_err, s_b = ctx.scale
-        g = s_err * grad_out
-        e = err.mul(g)
-        col = e.unsqueeze(1)
-        gp = torch.addcmul(p * (wu * g).unsqueeze(1), q, col)
-        gq = torch.addcmul(q * (wi * g).unsqueeze(1), p, col)
-        ga = a.mul(s_b * grad_out).add_(e)
-        gb = b.mul(s_b * grad_out).add_(e)
-        return gp, gq, ga, gb, None, None, None, None, None
+        return (*(g * grad_out for g in ctx.saved_tensors), *([None] * 5))
 
 
 class MFModule(nn.Module):
@@ -201,23 +235,46 @@ class BiasedMF(TorchRecommender):
         tensors.append(torch.tensor(train.ratings, device=dev))
         return TensorBatches(tensors, batch_size=self.config.batch_size)
 
-    def _loss(self, batch: Batch) -> torch.Tensor:
+    def _loss(self, batch: Batch) -> torch.Tensor | GradientsSet:
         if self.config.implicit:
             return self._implicit_loss(*batch)
         users, items, ratings = batch
         m = self.module_
-        cfg = self.config
-        return _FusedMSE.apply(
-            m.P(users),
-            m.Q(items),
-            m.user_bias(users).squeeze(-1),
-            m.item_bias(items).squeeze(-1),
-            ratings,
-            float(m.mu),
-            self._row_l2[0][users],
-            self._row_l2[1][items],
-            cfg.bias_l2,
-        )
+        mu, bias_l2 = float(m.mu), self.config.bias_l2
+        tables = (m.P.weight, m.Q.weight, m.user_bias.weight, m.item_bias.weight)
+        index = (users, items, users, items)
+        row_l2 = self._row_l2
+        with torch.no_grad():
+            wu, wi = row_l2[0].index_select(0, users), row_l2[1].index_select(0, items)
+        if dist.is_available() and dist.is_initialized():
+            embeddings = (m.P, m.Q, m.user_bias, m.item_bias)
+            p, q, a, b = (e(i) for e, i in zip(embeddings, index, strict=True))
+            return _FusedMSE.apply(p, q, a.squeeze(-1), b.squeeze(-1), ratings, mu, wu, wi, bias_l2)
+        # one process: write the sparse gradients directly, skipping the autograd graph
+        with torch.no_grad():
+            if self.device.type == "cpu" and m.P.weight.dtype == torch.float32:
+                loss, grads = _mse_terms_compiled(
+                    tables, *batch, mu, *row_l2, bias_l2, self._grad_buffers(len(ratings))
+                )
+            else:
+                p, q, a, b = (t.index_select(0, i) for t, i in zip(tables, index, strict=True))
+                loss, grads = _mse_terms(
+                    p, q, a.squeeze(-1), b.squeeze(-1), ratings, mu, wu, wi, bias_l2
+                )
+            for t, i, g in zip(tables, index, grads, strict=True):
+                t.grad = torch.sparse_coo_tensor(
+                    i.unsqueeze(0), g.view(len(i), -1), t.shape, check_invariants=False
+                )
+        return GradientsSet(loss)
+
+    def _grad_buffers(self, n: int) -> tuple[torch.Tensor, ...]:
+        # reused every step: a fresh megabyte-sized allocation per step costs page faults
+        bufs = getattr(self, "_grad_bufs", None)
+        if bufs is None or len(bufs[0]) < n:
+            k = self.config.factors
+            bufs = (torch.empty(n, k), torch.empty(n, k), torch.empty(n, 1), torch.empty(n, 1))
+            self._grad_bufs = bufs
+        return bufs
 
     def _implicit_loss(
         self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor

@@ -74,7 +74,7 @@ class TensorBatches:
         order = torch.randperm(n, generator=gen) if self.shuffle else torch.arange(n)
         if world_size == 1:
             # gathering whole columns once per epoch is cheaper than indexing every batch
-            shuffled = [t[order] for t in tensors]
+            shuffled = [t.index_select(0, order) for t in tensors]
             for start in range(0, n, self.batch_size):
                 yield tuple(t[start : start + self.batch_size] for t in shuffled)
             return

@@ -11,11 +11,21 @@ Softplus gives −log σ(x) = softplus(−x) without overflow for large |x|.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 
 IMPLICIT_LOSSES = ("bce", "bpr")
 LOSSES = ("mse", *IMPLICIT_LOSSES)
+
+
+class GradientsSet(NamedTuple):
+    """What a loss function returns when it has written every parameter's ``.grad`` itself
+    (a hand-derived backward pass, no autograd graph): the batch's loss value. For small
+    models whose step is a handful of row updates the graph costs more than the arithmetic."""
+
+    loss: torch.Tensor
 
 
 def pointwise_bce(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:

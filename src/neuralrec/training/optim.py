@@ -16,6 +16,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -25,6 +26,8 @@ OPTIMIZERS = ("sgd", "momentum", "adagrad", "rowwise-adagrad", "rmsprop", "adam"
 #: attribute marking an embedding table whose dense gradient should still update only the rows
 #: it touches (lazily, as its sparse gradient would): set by the data-parallel wrapper
 LAZY_ROWS = "_neuralrec_lazy_rows"
+#: update rules with a compiled loop for sparse gradients on the CPU (without weight decay)
+COMPILED = ("sgd", "rowwise-adagrad", "adam", "adamw")
 
 
 class RowSparse:
@@ -64,6 +67,8 @@ class RowSparse:
             {**self.defaults, **g, "params": list(g["params"])} for g in groups
         ]
         self.state: dict[torch.Tensor, dict[str, Any]] = {}
+        # work space of the compiled Adam loop (not optimizer state: never checkpointed)
+        self._work: dict[torch.Tensor, tuple[np.ndarray, ...]] = {}
 
     # ------------------------------------------------------------------ torch-like API
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -105,6 +110,8 @@ class RowSparse:
                 grad = p.grad
                 if grad is None:
                     continue
+                if grad.is_sparse and self._compiled_step(p, grad, group):
+                    continue
                 if grad.is_sparse:
                     idx, g = self._rows(grad, group["weight_decay"])
                 elif getattr(p, LAZY_ROWS, False):  # a table trained with dense gradients
@@ -116,6 +123,47 @@ class RowSparse:
                 self._update(p, idx, g, group)
 
     # ------------------------------------------------------------------ update rules
+    def _compiled_step(self, p: torch.Tensor, grad: torch.Tensor, group: dict) -> bool:
+        """The update of a float32 CPU table from its uncoalesced sparse gradient by the
+        compiled loops of :mod:`~neuralrec.training.kernels` (False: not covered, use torch)."""
+        if (
+            self.kind not in COMPILED
+            or group["weight_decay"]
+            or p.device.type != "cpu"
+            or p.dtype != torch.float32
+            or p.dim() != 2
+            or not p.is_contiguous()
+        ):
+            return False
+        from neuralrec.training import kernels  # numba: imported (and compiled) on first use
+
+        rows = grad._indices()[0].numpy()
+        g = np.ascontiguousarray(grad._values().reshape(len(rows), -1).numpy())
+        table = p.detach().numpy()
+        state = self.state.setdefault(p, {})
+        lr, eps = float(group["lr"]), float(group["eps"])
+        if self.kind == "sgd":
+            kernels.sgd_rows(table, rows, g, lr)
+        elif self.kind == "rowwise-adagrad":
+            acc = state.setdefault("row_sum", torch.zeros(p.shape[0], dtype=p.dtype))
+            kernels.rowwise_adagrad_rows(table, acc.numpy(), rows, g, lr, eps)
+        else:
+            b1, b2 = group["betas"]
+            m, v = _slot(state, "exp_avg", p), _slot(state, "exp_avg_sq", p)
+            steps = state.setdefault("row_step", torch.zeros(p.shape[0], dtype=p.dtype))
+            work = self._work.get(p)
+            if work is None or len(work[2]) < len(rows):
+                work = (
+                    np.full(p.shape[0], -1, dtype=np.int64),
+                    np.empty((len(rows), p.shape[1]), dtype=np.float64),
+                    np.empty(len(rows), dtype=np.int64),
+                )
+                self._work[p] = work
+            kernels.adam_rows(
+                table, m.numpy(), v.numpy(), steps.numpy(), rows, g, lr, b1, b2, eps, *work
+            )
+        return True
+
     def _rows(self, grad: torch.Tensor, weight_decay: float) -> tuple[torch.Tensor, torch.Tensor]:
         # Plain SGD is exact on uncoalesced rows (duplicates just add) and row-wise Adagrad treats
         # each occurrence as one sample; skipping the coalesce is the main saving. Element-wise
@@ -140,7 +188,9 @@ class RowSparse:
             acc = state.setdefault(
                 "row_sum", torch.zeros(p.shape[0], dtype=p.dtype, device=p.device)
             )
-            acc.index_add_(0, idx, g.square().mean(dim=1) if g.dim() > 1 else g.square())
+            # the row's mean squared gradient in one pass (vecdot, not square-then-mean)
+            sq = torch.linalg.vecdot(g, g).div_(g.shape[1]) if g.dim() > 1 else g * g
+            acc.index_add_(0, idx, sq)
             scale = acc.index_select(0, idx).add_(group["eps"]).rsqrt_()
             _apply(p, idx, g * scale.view(-1, *([1] * (g.dim() - 1))), -lr)
         elif kind == "momentum":
@@ -213,6 +263,9 @@ def _scatter(buf: torch.Tensor, idx: torch.Tensor | None, value: torch.Tensor) -
 def _apply(p: torch.Tensor, idx: torch.Tensor | None, update: torch.Tensor, alpha: float) -> None:
     if idx is None:
         p.add_(update, alpha=alpha)
+    elif p.dim() == 2 and p.shape[1] == 1 and p.is_contiguous():
+        # a one-column table (biases): the 1-d kernel is several times faster than the 2-d one
+        p.view(-1).index_add_(0, idx, update.reshape(-1), alpha=alpha)
     else:
         p.index_add_(0, idx, update, alpha=alpha)
 

@@ -24,6 +24,7 @@ from neuralrec.errors import NeuralrecError
 from neuralrec.training.batches import Batch, BatchSource
 from neuralrec.training.checkpoint import load_checkpoint, save_checkpoint
 from neuralrec.training.config import TrainConfig
+from neuralrec.training.losses import GradientsSet
 from neuralrec.training.optim import RowSparse, clip_gradients, make_optimizers
 from neuralrec.training.progress import TrainingProgress
 from neuralrec.utils.seeding import set_threads
@@ -31,7 +32,8 @@ from neuralrec.utils.seeding import set_threads
 #: a loss function returns one loss per batch, or an iterator of losses when one batch takes
 #: several optimizer steps (e.g. DeepRec's dense re-feeding): the trainer steps after each one,
 #: so a later loss is computed with the weights the earlier steps produced
-LossFn = Callable[[Batch], torch.Tensor | Iterator[torch.Tensor]]
+#: (a :class:`GradientsSet` instead of a loss tensor: the gradients are already in place)
+LossFn = Callable[[Batch], torch.Tensor | GradientsSet | Iterator[torch.Tensor]]
 ValidateFn = Callable[[], Mapping[str, float]]
 CHECKPOINT_NAME = "checkpoint.safetensors"
 
@@ -163,7 +165,7 @@ class Trainer:
                 validating = validate is not None and self.dist.is_main
                 improved = self._track(state, record, validating)
                 if improved and self.dist.is_main:
-                    best_weights = {k: v.detach().clone() for k, v in module.state_dict().items()}
+                    best_weights = _copy_weights(module, best_weights)
                 self._update_schedule(state)
                 stop = self._should_stop(state, record)
                 stop = self.dist.broadcast_flag(stop)
@@ -213,14 +215,18 @@ class Trainer:
                 opt.zero_grad(set_to_none=True)
             with amp:
                 out = loss_fn(batch)
-                losses = iter((out,)) if isinstance(out, torch.Tensor) else out
+                single = isinstance(out, torch.Tensor | GradientsSet)
+                losses = iter((out,)) if single else out
                 # the first loss is the batch's objective (what train_loss reports); any further
                 # ones are extra steps on the same batch (a generator: their forward runs here)
                 for step, loss in enumerate(losses):
                     if step:
                         for opt in optimizers:
                             opt.zero_grad(set_to_none=True)
-                    loss.float().backward()
+                    if isinstance(loss, GradientsSet):
+                        loss = loss.loss
+                    else:
+                        loss.float().backward()
                     if cfg.grad_clip:
                         clip_gradients(train_module, cfg.grad_clip)
                     for opt in optimizers:
@@ -356,6 +362,19 @@ class Trainer:
 
 
 _BOOKKEEPING = {"epoch", "train_loss", "seconds", "lr", "weight_change", "best_epoch"}
+
+
+def _copy_weights(
+    module: nn.Module, into: dict[str, torch.Tensor] | None
+) -> dict[str, torch.Tensor]:
+    """A copy of ``module``'s weights, reusing the buffers of an earlier copy: fresh
+    allocations every improving epoch cost more than a small model's epoch."""
+    weights = module.state_dict()
+    if into is None or into.keys() != weights.keys():
+        return {k: v.detach().clone() for k, v in weights.items()}
+    for k, v in weights.items():
+        into[k].copy_(v)
+    return into
 
 
 def _relative_change(before: list[torch.Tensor], module: nn.Module) -> float:
