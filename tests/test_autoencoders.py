@@ -307,6 +307,20 @@ def test_cdae_sampled_negatives_keep_every_positive(parts):
     assert 1.5 < ratio < 2.5
 
 
+def test_cdae_popularity_output_bias_starts_at_item_log_odds(parts):
+    # lr so small that one epoch leaves the initial bias in place
+    model = _model("cdae", epochs=1, lr=1e-8, output_bias="popularity").fit(parts.train)
+    seen = parts.train.tocsr("ones")
+    n = int((np.diff(seen.indptr) > 0).sum())
+    freq = np.bincount(seen.indices, minlength=seen.shape[1]) / n
+    freq = np.clip(freq, 0.5 / n, 1 - 0.5 / n)
+    bias = model.module_.decoder.bias.detach().numpy()
+    np.testing.assert_allclose(bias, np.log(freq / (1 - freq)), atol=1e-4)
+    # starting from the item frequencies, the first epoch's loss is well below a zero start's
+    zero = _model("cdae", epochs=1, lr=1e-8).fit(parts.train)
+    assert model.history_[0]["train_loss"] < 0.8 * zero.history_[0]["train_loss"]
+
+
 def test_fused_adam_matches_the_reference_update():
     torch.manual_seed(0)
     a = torch.nn.Linear(6, 4)

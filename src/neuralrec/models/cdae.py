@@ -49,6 +49,11 @@ class CDAEConfig(TrainConfig):
         None, gt=0, description="sampled negatives per positive; None: every item counts"
     )
     user_node: bool = Field(True, description="add the per-user input node V_u")
+    output_bias: Literal["zero", "popularity"] = Field(
+        "zero",
+        description="start b' at zero, or at each item's training log-odds (fewer epochs; "
+        "avoids the popularity plateau a small sigmoid layer can stall on)",
+    )
     epochs: int = 200
     batch_size: int = 128
     lr: float = 3e-3
@@ -99,6 +104,14 @@ class CDAE(TorchRecommender):
     def _prepare(self, train: Interactions, dataset: Dataset | None) -> None:
         # every interaction is a positive, whatever its rating (implicit feedback)
         self.rows_ = RowMatrix.from_csr(self.seen_, "user", self.device)
+        if self.config.output_bias == "popularity":
+            # share of the trained users who have each item, kept inside (0, 1) for the logit
+            n = max(len(self.rows_.nonempty()), 1)
+            freq = np.bincount(self.seen_.indices, minlength=self.seen_.shape[1]) / n
+            freq = np.clip(freq, 0.5 / n, 1 - 0.5 / n)
+            with torch.no_grad():
+                bias = torch.as_tensor(np.log(freq) - np.log1p(-freq), dtype=torch.float32)
+                self.module_.decoder.bias.copy_(bias)
 
     def _batches(self, train: Interactions) -> BatchSource:
         return TensorBatches([self.rows_.nonempty()], batch_size=self.config.batch_size)
