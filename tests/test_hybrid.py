@@ -213,6 +213,40 @@ def test_new_user_served_from_history_without_retraining(fitted, data):
     assert _rmse(with_r, ratings) < _rmse(no_r, ratings)
 
 
+def test_rated_history_pools_how_the_user_rated(fitted):
+    m = fitted
+    assert m.module_.rated_history
+    row = m._hist[[0]]
+    centred = m._centred[m._hist.indptr[0] : m._hist.indptr[1]]
+    alone, _ = m._pool(row, centred)
+    table, _ = m._pool(m._hist, m._centred)
+    torch.testing.assert_close(alone[0], table[0])
+    flipped, _ = m._pool(row, -centred)
+    unrated, _ = m._pool(row)
+    # the rating-weighted part is odd in the centred ratings; the unweighted part is not
+    torch.testing.assert_close((alone + flipped) / 2, unrated)
+    assert not torch.allclose(alone, flipped)
+
+
+def test_liked_loss_adds_the_weighted_logistic_term(data):
+    ds, sp = data
+    m = create("mf-dnn", **{**FAST, "epochs": 2, "liked_weight": 2.0}).fit(sp.train, dataset=ds)
+    k, t = m.module_.liked.detach().tolist()
+    assert (k, t) != (2.0, 3.5)  # learned from the initial slope 2 and threshold 3.5
+    assert create("mf-dnn", liked_weight=0).config.liked_weight == 0
+    cols = m._batches(sp.train).tensors
+    batch = tuple(c[:64] for c in cols)
+    torch.manual_seed(0)
+    total = m._loss(batch)
+    torch.manual_seed(0)
+    s, r, reg = m._scores_train(batch)
+    mse = ((s - r).square().sum() + reg) / 64
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(
+        k * (s - t), (r >= 4).float(), reduction="sum"
+    )
+    torch.testing.assert_close(total, mse + 2.0 * bce / 64)
+
+
 # ---------------------------------------------------------------------------- artifacts
 def test_save_load_round_trip(tmp_path, data):
     ds, sp = data

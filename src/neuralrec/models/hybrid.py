@@ -51,11 +51,21 @@ class MFDNNConfig(TrainConfig):
         0.1, ge=0, lt=1, description="share of rows scored without the user-id embedding"
     )
     history: bool = Field(True, description="add the pooled embedding of the user's items")
+    rated_history: bool = Field(
+        True, description="also pool history embeddings weighted by the user's centred ratings"
+    )
     rating_dim: int = Field(
         32, ge=0, description="size of the item's pooled-raters input (0: leave it out)"
     )
     user_features: bool = Field(True, description="use gender/age/occupation where present")
     avg_prior: float = Field(5.0, ge=0, description="damping of the average-rating input")
+    positive_threshold: float = Field(4.0, description="rating >= this is a 'liked' label")
+    liked_weight: float = Field(
+        2.0,
+        ge=0,
+        description="weight of the auxiliary 'liked' loss: binary cross-entropy of "
+        "σ(k·(score − t)) with learned k and t (0: squared error only)",
+    )
     l2: float = Field(0.02, ge=0, description="λ on the embedding rows a batch uses")
     bias_l2: float = Field(0.005, ge=0)
     fold_in_l2: float = Field(
@@ -76,7 +86,7 @@ class MFDNNConfig(TrainConfig):
 class MFDNNClassifierConfig(MFDNNConfig):
     """Hyperparameters of :class:`MFDNNClassifier`."""
 
-    positive_threshold: float = Field(4.0, description="rating >= this is a positive label")
+    liked_weight: float = 0.0  # the classifier's own loss is the liked loss
     monitor: str = "logloss"
 
 
@@ -136,6 +146,9 @@ class MFDNN(TorchRecommender):
             factors=cfg.factors,
             dropout=cfg.dropout,
             history=cfg.history,
+            rated_history=cfg.history and cfg.rated_history,
+            liked_head=cfg.liked_weight > 0,
+            liked_threshold=cfg.positive_threshold,
             rating_dim=cfg.rating_dim,
             init_std=cfg.init_std,
             offset=meta["offset"],
@@ -152,6 +165,7 @@ class MFDNN(TorchRecommender):
         seen = self.seen_
         self._hist = seen
         self._ratings = values
+        self._centred = values - np.float32(self.items_.mu)
         centred = sp.csr_matrix((values - self.items_.mu, seen.indices, seen.indptr), seen.shape)
         self._rated = centred.T.tocsr()  # items x users
         self._rated.sort_indices()
@@ -231,7 +245,15 @@ class MFDNN(TorchRecommender):
             fp, fb = net.field_terms(self._codes[users])
             p, a = p + fp, a + fb
         if net.history:
-            hp, hb = pool_history_rows(net, self._hist.indptr, self._hist.indices, users, items)
+            hp, hb = pool_history_rows(
+                net,
+                self._hist.indptr,
+                self._hist.indices,
+                users,
+                items,
+                self._centred,
+                ratings - self.items_.mu,
+            )
             p, a = p + hp, a + hb
         # L2 on what enters the score, as MF's λ(‖p_u‖² + ‖q_i‖²): the tower could otherwise
         # blow up small id embeddings, and a penalty on them alone would not bind
@@ -242,7 +264,18 @@ class MFDNN(TorchRecommender):
 
     def _loss(self, batch: Batch) -> torch.Tensor:
         s, r, reg = self._scores_train(batch)
-        return ((s - r).square().sum() + reg) / r.shape[0]
+        loss = (s - r).square().sum() + reg
+        if self.config.liked_weight:
+            # ranking "liked" above "not liked" pooled over all users (what AUC measures) is
+            # not quite what squared error rewards; a monotone logistic read-out of the same
+            # score trains that ordering directly (docs/hybrid.md)
+            k, t = self.module_.liked.unbind()
+            liked = (r >= self.config.positive_threshold).float()
+            bce = nn.functional.binary_cross_entropy_with_logits(
+                k * (s - t), liked, reduction="sum"
+            )
+            loss = loss + self.config.liked_weight * bce
+        return loss / r.shape[0]
 
     # ------------------------------------------------------------------ scoring tables
     @torch.no_grad()
@@ -272,7 +305,7 @@ class MFDNN(TorchRecommender):
             fp, fb = net.field_terms(self._codes)
             p, a = p + fp, a + fb
         if net.history:
-            hp, hb = self._pool(self._hist)
+            hp, hb = self._pool(self._hist, self._centred)
             p, a = p + hp, a + hb
         cache = {"h": h, "b": b, "p": p, "a": a, "new_h": new_h[0], "new_b": new_b[0]}
         if self.extra_ is not None:
@@ -301,13 +334,20 @@ class MFDNN(TorchRecommender):
         return net.items(idv, gv, torch.from_numpy(np.asarray(dense, np.float32)))
 
     @torch.no_grad()
-    def _pool(self, hist: sp.csr_matrix) -> tuple[torch.Tensor, torch.Tensor]:
-        """sqrtN-pooled history vectors and biases of the rows of a users x items 0/1 matrix."""
+    def _pool(
+        self, hist: sp.csr_matrix, centred: np.ndarray | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """sqrtN-pooled history vectors and biases of the rows of a users x items 0/1 matrix;
+        ``centred`` holds the centred ratings in the order of ``hist.data`` (None: unknown,
+        the rating-weighted part is left out)."""
         net = self.module_
         coo = hist.tocoo()
         rows = torch.from_numpy(coo.row.astype(np.int64))
         cols = torch.from_numpy(coo.col.astype(np.int64))
         vec = torch.zeros(hist.shape[0], net.dim).index_add_(0, rows, net.hist.weight[cols])
+        if net.rated_history and centred is not None:
+            w = torch.from_numpy(np.asarray(centred, np.float32)).unsqueeze(1)
+            vec.index_add_(0, rows, net.hist_r.weight[cols] * w)
         bias = torch.zeros(hist.shape[0]).index_add_(0, rows, net.hist_bias.weight[cols, 0])
         cnt = torch.from_numpy(np.diff(hist.indptr).astype(np.float32))
         norm = torch.where(cnt > 0, cnt.sqrt(), torch.ones_like(cnt))
@@ -405,20 +445,20 @@ class MFDNN(TorchRecommender):
         given, a ridge fold-in of the remaining error (the pooled vector is its prior)."""
         t = self._tables()
         net = self.module_
-        items = np.asarray(items, dtype=np.int64)
+        items, first = np.unique(np.asarray(items, dtype=np.int64), return_index=True)
+        r = None if ratings is None else np.asarray(ratings, np.float64)[first]
         p, a = torch.zeros(1, net.dim), torch.zeros(1)
         if len(net.fields) and features:
             fp, fb = net.field_terms(torch.from_numpy(self.users_.encode(dict(features))))
             p, a = p + fp, a + fb
         if net.history and len(items):
             row = sp.csr_matrix(
-                (np.ones(len(items), np.float32), (np.zeros(len(items), np.int64), items)),
-                shape=(1, self.n_items),
+                (np.ones(len(items), np.float32), items, [0, len(items)]), shape=(1, self.n_items)
             )
-            hp, hb = self._pool(row)
+            hp, hb = self._pool(row, None if r is None else r - self.items_.mu)
             p, a = p + hp, a + hb
-        if ratings is not None and len(items) and self.predicts_ratings:
-            p, a = self._fold_in(p, a, items, np.asarray(ratings, np.float64), t)
+        if r is not None and len(items) and self.predicts_ratings:
+            p, a = self._fold_in(p, a, items, r, t)
         return self._combine(p, a, t["h"], t["b"])[0].float()
 
     def _fold_in(

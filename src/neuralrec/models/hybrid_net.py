@@ -33,7 +33,10 @@ class HybridNet(nn.Module):
         factors: int,
         dropout: float,
         history: bool,
+        rated_history: bool,
         rating_dim: int,
+        liked_head: bool = False,
+        liked_threshold: float = 4.0,
         init_std: float,
         offset: float,
     ) -> None:
@@ -69,6 +72,16 @@ class HybridNet(nn.Module):
             self.hist_bias = nn.Embedding(n_items, 1, sparse=True)
             nn.init.normal_(self.hist.weight, 0.0, init_std)
             nn.init.zeros_(self.hist_bias.weight)
+        # history embeddings weighted by the user's centred rating (NSVD / Koren 2008's
+        # asymmetric-SVD term): how the user rated, not only what
+        self.rated_history = rated_history
+        if rated_history:
+            self.hist_r = nn.Embedding(n_items, d, sparse=True)
+            nn.init.normal_(self.hist_r.weight, 0.0, init_std)
+        # slope k and threshold t of the auxiliary "liked" read-out σ(k·(score − t)); t starts
+        # half a star below the label threshold, where a rating model's scores cross it
+        if liked_head:
+            self.liked = nn.Parameter(torch.tensor([2.0, liked_threshold - 0.5]))
         # a user field's code gets a vector and a bias (last column); code 0 = unknown
         self.fields = nn.ModuleList(nn.Embedding(int(s), d + 1) for s in user_field_sizes)
         for e in (self.item_id, self.user_id, *self.fields):
@@ -127,12 +140,15 @@ def pool_history_rows(
     indices: np.ndarray,
     users: torch.Tensor,
     items: torch.Tensor,
+    values: np.ndarray,
+    own: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """sqrtN-pooled history vector and bias of each training row's user, leaving the row's own
     item out (at test time the candidate is never in the history either).
 
-    ``indptr``/``indices`` hold every user's training items (CSR). Each batch pools the full
-    histories of its users, so the cost per batch is the history length of the users in it.
+    ``indptr``/``indices``/``values`` hold every user's training items and centred ratings
+    (CSR); ``own`` is each row's centred rating. Each batch pools the full histories of its
+    users, so the cost per batch is the history length of the users in it.
     """
     uniq, inv = torch.unique(users, return_inverse=True)
     pos, seg, lens = gather_rows(indptr, indices, uniq.numpy())
@@ -142,6 +158,11 @@ def pool_history_rows(
     bsum = torch.zeros(len(uniq)).index_add(0, seg_t, net.hist_bias(hist_items).squeeze(1))
     y = net.hist(items)
     c = net.hist_bias(items).squeeze(1)
+    vec = sums[inv] - y
+    if net.rated_history:
+        w = torch.from_numpy(values[pos].astype(np.float32)).unsqueeze(1)
+        rsum = torch.zeros(len(uniq), net.dim).index_add(0, seg_t, net.hist_r(hist_items) * w)
+        vec = vec + rsum[inv] - own.unsqueeze(1) * net.hist_r(items)
     others = torch.from_numpy(lens.astype(np.float32))[inv] - 1
     norm = torch.where(others > 0, others.clamp_min(1).sqrt(), torch.ones_like(others))
-    return (sums[inv] - y) / norm.unsqueeze(1), (bsum[inv] - c) / norm
+    return vec / norm.unsqueeze(1), (bsum[inv] - c) / norm
