@@ -11,7 +11,7 @@ from neuralrec.data.synthetic import synthetic_implicit
 from neuralrec.errors import ConfigError
 from neuralrec.evaluation import evaluate
 from neuralrec.models import Recommender, create
-from neuralrec.models.ncf_fused import dropout_mask
+from neuralrec.models.ncf_fused import _dropout, dropout_mask
 from neuralrec.models.ncf_module import NCFModule
 
 FAST = {"epochs": 15, "batch_size": 64, "lr": 0.02, "threads": 1, "patience": 15}
@@ -186,3 +186,15 @@ def test_layers_parse_from_text_and_are_checked():
     for bad in ("63,8", "64", (0, 8)):
         with pytest.raises(ConfigError, match="layers"):
             create("mlp", layers=bad)
+
+
+def test_in_place_dropout_drops_what_the_mask_says():
+    h = torch.rand(64, 3, 17) + 0.1
+    dropped = _dropout(h.clone(), 0.25, torch.Generator().manual_seed(5))
+    mask = dropout_mask(h.shape, 0.25, torch.Generator().manual_seed(5))
+    assert torch.equal(dropped == 0, mask)
+    torch.testing.assert_close(dropped[~mask], h[~mask] / 0.75)
+    # the torch path (any dtype or device) applies the same mask
+    torch.testing.assert_close(
+        _dropout(h.double(), 0.25, torch.Generator().manual_seed(5)), dropped.double()
+    )
