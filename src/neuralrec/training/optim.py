@@ -155,7 +155,7 @@ class RowSparse:
             if work is None or len(work[2]) < len(rows):
                 work = (
                     np.full(p.shape[0], -1, dtype=np.int64),
-                    np.empty((len(rows), p.shape[1]), dtype=np.float64),
+                    np.empty((len(rows), p.shape[1]), dtype=np.float32),
                     np.empty(len(rows), dtype=np.int64),
                 )
                 self._work[p] = work
