@@ -69,6 +69,7 @@ class RowSparse:
         self.state: dict[torch.Tensor, dict[str, Any]] = {}
         # work space of the compiled Adam loop (not optimizer state: never checkpointed)
         self._work: dict[torch.Tensor, tuple[np.ndarray, ...]] = {}
+        self._all_rows: dict[int, np.ndarray] = {}
 
     # ------------------------------------------------------------------ torch-like API
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -110,11 +111,11 @@ class RowSparse:
                 grad = p.grad
                 if grad is None:
                     continue
-                if grad.is_sparse and self._compiled_step(p, grad, group):
+                if self._compiled_step(p, grad, group):
                     continue
                 if grad.is_sparse:
                     idx, g = self._rows(grad, group["weight_decay"])
-                elif getattr(p, LAZY_ROWS, False):  # a table trained with dense gradients
+                elif _lazy(p):  # a table trained with dense gradients
                     touched = grad.reshape(len(grad), -1).abs().sum(1)
                     idx = touched.nonzero().squeeze(1)
                     g = grad.index_select(0, idx)
@@ -124,38 +125,49 @@ class RowSparse:
 
     # ------------------------------------------------------------------ update rules
     def _compiled_step(self, p: torch.Tensor, grad: torch.Tensor, group: dict) -> bool:
-        """The update of a float32 CPU table from its uncoalesced sparse gradient by the
-        compiled loops of :mod:`~neuralrec.training.kernels` (False: not covered, use torch)."""
+        """The update of a float32 CPU parameter by the compiled loops of
+        :mod:`~neuralrec.training.kernels` (False: not covered, use torch). A sparse gradient
+        goes in uncoalesced; a dense one as every row once (row-wise Adagrad's dense rule is
+        element-wise Adagrad, which has no loop here)."""
         if (
             self.kind not in COMPILED
             or group["weight_decay"]
             or p.device.type != "cpu"
             or p.dtype != torch.float32
-            or p.dim() != 2
+            or p.dim() not in (1, 2)
             or not p.is_contiguous()
+            or (not grad.is_sparse and (self.kind == "rowwise-adagrad" or _lazy(p)))
         ):
             return False
         from neuralrec.training import kernels  # numba: imported (and compiled) on first use
 
-        rows = grad._indices()[0].numpy()
-        g = np.ascontiguousarray(grad._values().reshape(len(rows), -1).numpy())
-        table = p.detach().numpy()
+        n_rows = p.shape[0]
+        if grad.is_sparse:
+            rows = grad._indices()[0].numpy()
+            values = grad._values()
+        else:
+            rows = self._all_rows.get(n_rows)
+            if rows is None:
+                rows = self._all_rows[n_rows] = np.arange(n_rows, dtype=np.int64)
+            values = grad
+        g = np.ascontiguousarray(values.reshape(len(rows), -1).numpy())
+        table = p.detach().view(n_rows, -1).numpy()
         state = self.state.setdefault(p, {})
         lr, eps = float(group["lr"]), float(group["eps"])
         if self.kind == "sgd":
             kernels.sgd_rows(table, rows, g, lr)
         elif self.kind == "rowwise-adagrad":
-            acc = state.setdefault("row_sum", torch.zeros(p.shape[0], dtype=p.dtype))
+            acc = state.setdefault("row_sum", torch.zeros(n_rows, dtype=p.dtype))
             kernels.rowwise_adagrad_rows(table, acc.numpy(), rows, g, lr, eps)
         else:
             b1, b2 = group["betas"]
-            m, v = _slot(state, "exp_avg", p), _slot(state, "exp_avg_sq", p)
-            steps = state.setdefault("row_step", torch.zeros(p.shape[0], dtype=p.dtype))
+            m, v = (_slot(state, name, p).view(n_rows, -1) for name in ("exp_avg", "exp_avg_sq"))
+            steps = state.setdefault("row_step", torch.zeros(n_rows, dtype=p.dtype))
             work = self._work.get(p)
             if work is None or len(work[2]) < len(rows):
                 work = (
-                    np.full(p.shape[0], -1, dtype=np.int64),
-                    np.empty((len(rows), p.shape[1]), dtype=np.float32),
+                    np.full(n_rows, -1, dtype=np.int64),
+                    np.empty((len(rows), table.shape[1]), dtype=np.float32),
                     np.empty(len(rows), dtype=np.int64),
                 )
                 self._work[p] = work
@@ -241,6 +253,10 @@ class RowSparse:
         if self.kind == "adamw" and group["weight_decay"]:
             update.add_(rows, alpha=group["weight_decay"])
         _apply(p, idx, update, -group["lr"])
+
+
+def _lazy(p: torch.Tensor) -> bool:
+    return getattr(p, LAZY_ROWS, False)
 
 
 def _slot(state: dict, name: str, p: torch.Tensor) -> torch.Tensor:
