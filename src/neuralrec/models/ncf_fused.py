@@ -102,15 +102,15 @@ class FusedHead(torch.autograd.Function):
 def dropout_mask(shape: torch.Size, p: float, gen: torch.Generator | None) -> torch.Tensor:
     """Boolean CPU mask of the entries to drop, each with probability p (to 1/65536).
 
-    The bits come from a splitmix64 stream seeded by one draw from ``gen``
-    (:func:`~neuralrec.training.kernels.dropout_mask_into`): the in-place dropout of
-    :func:`_dropout` reads the same stream, so both drop the same entries for the same seed.
+    The bits come from a splitmix64 stream seeded by one draw from ``gen``: the entries the
+    in-place dropout of :func:`_dropout` zeroes in an array of ones, so both drop the same
+    entries for the same seed.
     """
     from neuralrec.training import kernels
 
-    mask = np.empty(math.prod(int(d) for d in shape), dtype=np.bool_)
-    kernels.dropout_mask_into(mask, _threshold(p), _seed(gen))
-    return torch.from_numpy(mask).view(shape)
+    ones = np.ones(math.prod(int(d) for d in shape), dtype=np.float32)
+    kernels.dropout_inplace(ones, _threshold(p), np.float32(1.0), _seed(gen))
+    return torch.from_numpy(ones == 0).view(shape)
 
 
 def _threshold(p: float) -> int:

@@ -143,8 +143,8 @@ def mf_mse_grads(
 
 # ---------------------------------------------------------------------------- dropout
 # One splitmix64 draw gives four 16-bit uniforms; an entry is dropped when its uniform is below
-# round(p * 65536). The mask and the in-place dropout read the same stream, so a mask drawn
-# with a seed is exactly what the in-place version applied with that seed.
+# round(p * 65536). The stream depends on the seed alone, so a run of dropout_inplace over ones
+# gives the mask that the same seed applies to any array of that size.
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
@@ -157,18 +157,6 @@ def _splitmix64(state):  # pragma: no cover - compiled
     z = (z ^ (z >> np.uint64(30))) * _MIX1
     z = (z ^ (z >> np.uint64(27))) * _MIX2
     return state, z ^ (z >> np.uint64(31))
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def dropout_mask_into(mask, threshold, seed):  # pragma: no cover - compiled
-    """mask[i] = True where entry i is dropped (flat bool array)."""
-    state = np.uint64(seed)
-    n = mask.shape[0]
-    t = np.uint64(threshold)
-    for start in range(0, n, 4):
-        state, z = _splitmix64(state)
-        for j in range(min(4, n - start)):
-            mask[start + j] = ((z >> np.uint64(16 * j)) & np.uint64(0xFFFF)) < t
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
