@@ -21,8 +21,8 @@ from neuralrec.training.optim import make_optimizers
 
 # small networks and few epochs: every test here trains in well under a second
 FAST = {
-    "autorec-i": dict(hidden=16, epochs=25, lr=1e-2),
-    "autorec-u": dict(hidden=16, epochs=25, lr=1e-2),
+    "autorec-i": dict(hidden=16, epochs=25, lr=1e-2, ema=0.8),
+    "autorec-u": dict(hidden=16, epochs=25, lr=1e-2, ema=0.8),
     "deeprec": dict(layers=(16,), epochs=25, lr=1e-2, dropout=0.5),
     "cdae": dict(hidden=16, epochs=25, lr=1e-2),
 }
@@ -85,7 +85,7 @@ def _tiny() -> Interactions:
 def test_an_sgd_step_descends_the_papers_objective():
     """One full-batch SGD step equals a step on (Σ_observed err² + λ/2 (‖V‖² + ‖W‖²)) / n."""
     data = _tiny()
-    cfg = dict(hidden=3, l2=0.7, dropout=0.0, input_dropout=0.0, optimizer="sgd")
+    cfg = dict(hidden=3, l2=0.7, dropout=0.0, input_dropout=0.0, optimizer="sgd", ema=0.0)
     cfg.update(batch_size=100, epochs=1, early_stopping=False, threads=1, seed=3)
     start = create("autorec-i", **{**cfg, "lr": 1e-30}).fit(data).module_  # the initial weights
     stepped = create("autorec-i", **{**cfg, "lr": 0.1}).fit(data).module_
@@ -101,11 +101,73 @@ def test_an_sgd_step_descends_the_papers_objective():
         torch.testing.assert_close(p.detach() - 0.1 * p.grad, q.detach(), msg=name)
 
 
+def test_kernelised_loss_is_the_sparse_fc_objective():
+    """With kernel_dim the weights are W ⊙ max(0, 1 - ‖u_i - v_j‖²), and the loss (value and
+    gradients) is (Σ err² + λ/2 (‖V‖² + ‖W‖²) + λ_s/2 (‖K_V‖² + ‖K_W‖²)) / n."""
+    data = _tiny()
+    cfg = dict(hidden=3, l2=0.7, kernel_dim=2, kernel_l2=0.3, dropout=0.0, input_dropout=0.0)
+    cfg.update(ema=0.0, epochs=1, early_stopping=False, threads=1, seed=3)
+    model = create("autorec-i", **cfg).fit(data)
+    m = model.module_.train()
+    with torch.no_grad():  # spread the unit vectors so that some kernel entries are cut to 0
+        for k in m.kernels:
+            k.u.normal_(0, 0.6)
+            k.v.normal_(0, 0.6)
+    m.zero_grad(set_to_none=True)
+    ref = copy.deepcopy(m)
+    kernels = [k() for k in ref.kernels]
+    assert any((k == 0).any() for k in kernels) and all((k <= 1).all() for k in kernels)
+    u, v = ref.kernels[0].u, ref.kernels[0].v
+    expected = (1 - torch.cdist(u, v).square()).clamp_min(0)
+    torch.testing.assert_close(kernels[0], expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ref.weights()[0], ref.encoder.weight * expected)
+    out = ref(torch.from_numpy(data.tocsr().T.toarray()))  # dense items x users
+    sse = sum(
+        (out[i, u] - float(r)) ** 2
+        for u, i, r in zip(data.users, data.items, data.ratings, strict=True)
+    )
+    penalty = 0.7 / 2 * (ref.encoder.weight.square().sum() + ref.decoder.weight.square().sum())
+    penalty = penalty + 0.3 / 2 * sum(k.square().sum() for k in kernels)
+    objective = (sse + penalty) / len(data)
+    objective.backward()
+    loss = model._loss((torch.arange(data.n_items),))
+    loss.backward()
+    torch.testing.assert_close(loss, objective)
+    for (name, p), q in zip(m.named_parameters(), ref.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, msg=lambda s, name=name: f"{name}: {s}")
+
+
+def test_moving_average_of_the_weights_is_what_scores():
+    """ema: after each step avg ← avg + (1 - decay)(w - avg); eval mode scores with the average
+    and training mode with the trained weights."""
+    data = _tiny()
+    cfg = dict(hidden=3, dropout=0.0, input_dropout=0.0, optimizer="sgd", ema=0.5)
+    cfg.update(batch_size=100, epochs=2, early_stopping=False, threads=1, seed=3)
+    model = create("autorec-i", **{**cfg, "lr": 0.1}).fit(data)
+    one = create("autorec-i", **{**cfg, "lr": 0.1, "epochs": 1}).fit(data).module_
+    init = create("autorec-i", **{**cfg, "lr": 1e-30, "epochs": 1}).fit(data).module_
+    m = model.module_
+    for name, p in m.named_parameters():
+        w0, w1 = init.get_parameter(name).detach(), one.get_parameter(name).detach()
+        # two steps of decay 0.5 from the initial weights: 0.25 w0 + 0.25 w1 + 0.5 w2
+        expected = 0.25 * w0 + 0.25 * w1 + 0.5 * p.detach()
+        torch.testing.assert_close(getattr(m, "ema_" + name.replace(".", "_")), expected)
+    x = torch.from_numpy(data.tocsr().T.toarray())
+    with torch.no_grad():
+        avg = m.eval()(x)
+        trained = m.train()(x)
+        m.eval()
+    assert not torch.allclose(avg, trained)
+    pred = model.predict(data.user_ids.to_ids(data.users), data.item_ids.to_ids(data.items))
+    expected = avg[data.items, data.users].clamp(1, 5).numpy()
+    np.testing.assert_allclose(pred, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_masked_loss_ignores_unobserved_entries():
     """No gradient reaches the decoder row of a user without a rating in the batch's items."""
     data = _tiny()
     model = create(
-        "autorec-i", hidden=3, epochs=1, l2=0.0, dropout=0.0, input_dropout=0.0, threads=1
+        "autorec-i", hidden=3, epochs=1, l2=0.0, dropout=0.0, input_dropout=0.0, ema=0.0, threads=1
     ).fit(data)
     m = model.module_
     m.zero_grad()
