@@ -174,6 +174,73 @@ def test_resume_after_kill_gives_identical_result(tmp_path, monkeypatch, fused):
     assert [h["train_loss"] for h in hist] == [h["train_loss"] for h in full_hist]
 
 
+def test_weight_averaging_is_the_mean_of_the_epoch_end_weights():
+    x, y = _regression_problem()
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+    seen = []
+
+    def loss_fn(batch):
+        xb, yb = batch
+        return (model(xb).squeeze(-1) - yb).square().mean()
+
+    def record(rec):  # runs after the epoch's update of the average, before the final swap
+        if rec["epoch"] >= 3:
+            seen.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+
+    cfg = TrainConfig(epochs=7, optimizer="sgd", lr=0.05, average_from=3, early_stopping=False)
+    Trainer(cfg, on_epoch_end=record).fit(model, TensorBatches([x, y], batch_size=32), loss_fn)
+    assert len(seen) == 5
+    assert not torch.equal(seen[0]["weight"], seen[-1]["weight"])  # the iterates did move
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, torch.stack([s[k] for s in seen]).mean(0))
+
+
+def test_weight_averaging_is_what_is_validated_and_restored_as_best():
+    scores = iter([0.5, 0.6, 0.7, 0.8, 0.75, 0.74, 0.73])
+    x, y = _regression_problem()
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+    validated, iterates = [], []
+
+    def loss_fn(batch):
+        xb, yb = batch
+        return (model(xb).squeeze(-1) - yb).square().mean()
+
+    def validate():
+        validated.append(model.weight.detach().clone())
+        return {"ndcg@10": next(scores)}
+
+    cfg = TrainConfig(
+        epochs=7, optimizer="sgd", lr=0.05, monitor="ndcg@10", patience=10, average_from=2
+    )
+    Trainer(cfg, on_epoch_end=lambda r: iterates.append(model.weight.detach().clone())).fit(
+        model, TensorBatches([x, y], batch_size=32), loss_fn, validate
+    )
+    torch.testing.assert_close(validated[0], iterates[0])  # before averaging: the iterate
+    for e in (2, 4, 7):  # then the mean of the iterates since epoch 2
+        torch.testing.assert_close(validated[e - 1], torch.stack(iterates[1:e]).mean(0))
+    # epoch 4 validated best: its mean is restored, not the last iterate or the final mean
+    torch.testing.assert_close(model.weight, validated[3])
+
+
+@pytest.mark.parametrize("stop_after", [2, 4])
+def test_resume_after_kill_with_weight_averaging_gives_identical_result(tmp_path, stop_after):
+    # killed before averaging began (2) and in the middle of it (4)
+    cfg = TrainConfig(
+        epochs=6, optimizer="adam", lr=0.05, early_stopping=False, seed=3, average_from=3
+    )
+    full, full_hist = _linear_fit(cfg)
+    with pytest.raises(KeyboardInterrupt):
+        _linear_fit(cfg, tmp_path, stop_after=stop_after)
+    resumed, hist = _linear_fit(cfg, tmp_path)
+    torch.testing.assert_close(resumed.weight, full.weight, rtol=0, atol=0)
+    torch.testing.assert_close(resumed.bias, full.bias, rtol=0, atol=0)
+    assert [h["train_loss"] for h in hist] == [h["train_loss"] for h in full_hist]
+    again, _ = _linear_fit(cfg, tmp_path)  # a finished checkpoint holds the averaged weights
+    torch.testing.assert_close(again.weight, full.weight, rtol=0, atol=0)
+
+
 def test_resume_after_finish_returns_final_model(tmp_path):
     cfg = TrainConfig(epochs=3, optimizer="sgd", lr=0.01, early_stopping=False)
     first, _ = _linear_fit(cfg, tmp_path)

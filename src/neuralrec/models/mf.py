@@ -13,6 +13,7 @@ batch uses (:mod:`neuralrec.training.implicit`); the implicit defaults are in
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
@@ -23,6 +24,7 @@ from pydantic import Field
 from torch import nn
 
 from neuralrec.data.interactions import Interactions
+from neuralrec.errors import ConfigError
 from neuralrec.models.cold_start import ridge_fold_in
 from neuralrec.models.registry import register
 from neuralrec.models.torch_base import TorchRecommender
@@ -30,6 +32,7 @@ from neuralrec.training.batches import Batch, BatchSource, TensorBatches
 from neuralrec.training.config import LRSchedule
 from neuralrec.training.implicit import ImplicitTrainConfig, implicit_batches
 from neuralrec.training.losses import GradientsSet, implicit_loss
+from neuralrec.utils.seeding import set_threads
 
 
 class BiasedMFConfig(ImplicitTrainConfig):
@@ -55,6 +58,16 @@ class BiasedMFConfig(ImplicitTrainConfig):
     patience: int = 5
     loss: Literal["mse", "bce", "bpr"] = Field(
         "mse", description="mse on ratings; bpr or bce on implicit feedback (sampled negatives)"
+    )
+    estimator: Literal["map", "gibbs"] = Field(
+        "map",
+        description="map: minimise the regularised loss with the trainer; gibbs (loss=mse only): "
+        "the posterior mean of Bayesian biased MF, drawn by Gibbs sampling (l2, reg_exponent, "
+        "bias_l2 and the optimizer options are then unused: the priors are learned)",
+    )
+    samples: int = Field(100, ge=1, description="estimator=gibbs: sweeps of the sampler")
+    burn_in: int = Field(
+        20, ge=0, description="estimator=gibbs: first sweeps left out of the posterior mean"
     )
 
     #: defaults of the implicit losses (fields the user sets win); mse uses the ones above
@@ -202,6 +215,76 @@ class BiasedMF(TorchRecommender):
         super().__init__(config, **params)
         # a rating model with mse, a ranking model with an implicit loss
         self.task = "ranking" if self.config.implicit else "rating"  # type: ignore[misc]
+
+    def _fit(
+        self,
+        train: Interactions,
+        valid: Interactions | None,
+        *,
+        dataset: Any,
+        checkpoint_dir: Any,
+        quiet: bool,
+    ) -> None:
+        cfg = self.config
+        if cfg.estimator == "map":
+            super()._fit(train, valid, dataset=dataset, checkpoint_dir=checkpoint_dir, quiet=quiet)
+            return
+        if cfg.implicit or train.ratings is None:
+            raise ConfigError("biased-mf: estimator=gibbs needs loss=mse and explicit ratings")
+        self._fit_gibbs(train, valid, dataset)
+
+    def _fit_gibbs(self, train: Interactions, valid: Interactions | None, dataset: Any) -> None:
+        """Gibbs sampling instead of the trainer (no checkpoints: a run is one pass of
+        ``samples`` sweeps); the module ends with the posterior mean of the rows."""
+        from neuralrec.models._gibbs import gibbs_mf
+
+        cfg = self.config
+        set_threads(cfg.threads)
+        self.meta_ = self._module_meta(train, dataset)
+        self.module_ = self._build_module(self.meta_).to(self.device)
+        validate = self._validator(train, valid) if valid is not None and len(valid) else None
+        history: list[dict[str, Any]] = []
+        start = time.perf_counter()
+
+        def on_sweep(sweep: int, rows: dict[str, torch.Tensor]) -> None:
+            record: dict[str, Any] = {"epoch": sweep, "averaged": max(sweep - cfg.burn_in, 0)}
+            if validate is not None:
+                self._load_rows(rows)
+                record.update({k: float(v) for k, v in validate().items()})
+            record["seconds"] = time.perf_counter() - start
+            history.append(record)
+            if self._epoch_callback is not None:
+                self._epoch_callback(record)
+
+        rows = gibbs_mf(
+            train.users,
+            train.items,
+            train.ratings,
+            train.n_users,
+            train.n_items,
+            factors=cfg.factors,
+            mu=float(self.meta_["mu"]),
+            samples=cfg.samples,
+            burn_in=min(cfg.burn_in, cfg.samples - 1),
+            init_std=cfg.init_std,
+            seed=cfg.seed,
+            device=self.device,
+            on_sweep=on_sweep,
+        )
+        self._load_rows(rows)
+        self.history_ = history
+        self.module_.eval()
+
+    @torch.no_grad()
+    def _load_rows(self, rows: Mapping[str, torch.Tensor]) -> None:
+        m = self.module_
+        for name, table in (
+            ("P", m.P),
+            ("Q", m.Q),
+            ("user_bias", m.user_bias),
+            ("item_bias", m.item_bias),
+        ):
+            table.weight.copy_(rows[name])
 
     def _module_meta(self, train: Interactions, dataset: Any) -> dict[str, Any]:
         mu = 0.0 if self.config.implicit else self.global_mean_

@@ -63,6 +63,13 @@ class TrainConfig(ModelConfig):
         description="end training after this epoch while the lr schedule still spans `epochs` "
         "(a refit that replays a validated run up to its best epoch)",
     )
+    average_from: int | None = Field(
+        None,
+        ge=1,
+        description="from this epoch on, keep the running mean of the weights at each epoch's "
+        "end (stochastic weight averaging) and end with it; with validation data, the mean is "
+        "what is validated and restored as the best epoch's weights",
+    )
     early_stopping: bool = Field(
         True, description="stop when the monitored validation metric stalls"
     )

@@ -78,6 +78,8 @@ class _State:
     stopped: str = ""
     finished: bool = False
     lr_drops: int = 0
+    #: epochs in the running weight average (``cfg.average_from``)
+    averaged: int = 0
 
 
 class Trainer:
@@ -133,10 +135,11 @@ class Trainer:
         )
         state = _State()
         best_weights: dict[str, torch.Tensor] | None = None
+        average: dict[str, torch.Tensor] | None = None
         ckpt = self._checkpoint_path()
         fingerprint = self._fingerprint(module)
         if ckpt is not None and self.resume and ckpt.exists():
-            state, best_weights = self._restore(ckpt, fingerprint, module, optimizers)
+            state, best_weights, average = self._restore(ckpt, fingerprint, module, optimizers)
         if state.finished:  # the last checkpoint already holds the final (best) weights
             return state.history
 
@@ -155,17 +158,23 @@ class Trainer:
                     self._lr_for(state),
                     bar,
                 )
-                if validate is not None and self.dist.is_main:
-                    module.eval()
-                    with torch.no_grad():
-                        record.update({k: float(v) for k, v in validate().items()})
                 if before is not None:
                     record["weight_change"] = _relative_change(before, module)
-                state.epoch = epoch
+                if cfg.average_from is not None and epoch >= cfg.average_from:
+                    state.averaged += 1
+                    average = _accumulate_mean(module, average, state.averaged)
                 validating = validate is not None and self.dist.is_main
-                improved = self._track(state, record, validating)
-                if improved and self.dist.is_main:
-                    best_weights = _copy_weights(module, best_weights)
+                # once averaging has begun, the running mean is the model that is validated
+                # and kept as the best; training goes on from the last iterate
+                with _swapped_in(module, average if validating else None):
+                    if validating:
+                        module.eval()
+                        with torch.no_grad():
+                            record.update({k: float(v) for k, v in validate().items()})
+                    state.epoch = epoch
+                    improved = self._track(state, record, validating)
+                    if improved and self.dist.is_main:
+                        best_weights = _copy_weights(module, best_weights)
                 self._update_schedule(state)
                 stop = self._should_stop(state, record)
                 stop = self.dist.broadcast_flag(stop)
@@ -177,10 +186,12 @@ class Trainer:
                     state.finished = True
                     if not state.stopped:
                         state.stopped = "max_epochs"
-                if state.finished and best_weights is not None and cfg.early_stopping:
-                    module.load_state_dict(best_weights)
+                if state.finished:
+                    final = _final_weights(cfg, validating, best_weights, average)
+                    if final is not None:
+                        module.load_state_dict(final)
                 if ckpt is not None and self.dist.is_main:
-                    self._save(ckpt, fingerprint, state, module, optimizers, best_weights)
+                    self._save(ckpt, fingerprint, state, module, optimizers, best_weights, average)
                 if state.finished:
                     break
         return state.history
@@ -328,6 +339,7 @@ class Trainer:
         module: nn.Module,
         optimizers: list[RowSparse],
         best: dict[str, torch.Tensor] | None,
+        average: dict[str, torch.Tensor] | None,
     ) -> None:
         save_checkpoint(
             path,
@@ -336,6 +348,7 @@ class Trainer:
                 "trainer": {k: v for k, v in vars(state).items()},
                 "model": dict(module.state_dict()),
                 "best": best,
+                "average": average,
                 "optimizers": [o.state_dict() for o in optimizers],
             },
         )
@@ -346,7 +359,7 @@ class Trainer:
         fingerprint: str,
         module: nn.Module,
         optimizers: list[RowSparse],
-    ) -> tuple[_State, dict[str, torch.Tensor] | None]:
+    ) -> tuple[_State, dict[str, torch.Tensor] | None, dict[str, torch.Tensor] | None]:
         data = load_checkpoint(path)
         if data.get("fingerprint") != fingerprint:
             raise NeuralrecError(
@@ -358,7 +371,10 @@ class Trainer:
             st["state"] = {int(k): v for k, v in st["state"].items()}
             opt.load_state_dict(st)
         state = _State(**data["trainer"])
-        return state, data.get("best")
+        average = data.get("average")
+        if average is not None:  # on the module's device, as the running mean was kept
+            average = {k: v.to(module.state_dict()[k].device) for k, v in average.items()}
+        return state, data.get("best"), average
 
 
 _BOOKKEEPING = {"epoch", "train_loss", "seconds", "lr", "weight_change", "best_epoch"}
@@ -375,6 +391,53 @@ def _copy_weights(
     for k, v in weights.items():
         into[k].copy_(v)
     return into
+
+
+def _final_weights(
+    cfg: TrainConfig,
+    validating: bool,
+    best: dict[str, torch.Tensor] | None,
+    average: dict[str, torch.Tensor] | None,
+) -> dict[str, torch.Tensor] | None:
+    """What a finished run ends with (None: the last iterate): the best validated weights under
+    early stopping, else the weight average when one is kept, else the weights of the lowest
+    training loss under early stopping."""
+    if validating and cfg.early_stopping and best is not None:
+        return best
+    if average is not None:
+        return average
+    return best if cfg.early_stopping else None
+
+
+@contextlib.contextmanager
+def _swapped_in(module: nn.Module, weights: dict[str, torch.Tensor] | None) -> Iterator[None]:
+    """``module`` holds ``weights`` inside the block and its own weights again after it
+    (nothing happens when ``weights`` is None)."""
+    if weights is None:
+        yield
+        return
+    own = {k: v.detach().clone() for k, v in module.state_dict().items()}
+    module.load_state_dict(weights)
+    try:
+        yield
+    finally:
+        module.load_state_dict(own)
+
+
+def _accumulate_mean(
+    module: nn.Module, mean: dict[str, torch.Tensor] | None, n: int
+) -> dict[str, torch.Tensor]:
+    """Fold ``module``'s weights into the running mean of ``n - 1`` earlier snapshots
+    (``mean`` is None for the first); integer buffers keep their latest value."""
+    weights = module.state_dict()
+    if mean is None or n == 1:
+        return {k: v.detach().clone() for k, v in weights.items()}
+    for k, v in weights.items():
+        if v.is_floating_point():
+            mean[k].add_(v.detach() - mean[k], alpha=1.0 / n)
+        else:
+            mean[k].copy_(v)
+    return mean
 
 
 def _relative_change(before: list[torch.Tensor], module: nn.Module) -> float:
