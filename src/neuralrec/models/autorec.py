@@ -241,20 +241,8 @@ class _AutoRec(RatingAutoencoder):
 
         return validate
 
-    def _fit(self, train: Interactions, valid: Interactions | None, **kwargs: Any) -> None:
-        # the trainer's end-of-epoch callback (the caller's, if any, from fit) syncs the average
-        caller = getattr(self, "_epoch_callback", None)
-
-        def end_epoch(record: dict[str, Any]) -> None:
-            self._sync_average()
-            if caller is not None:
-                caller(record)
-
-        self._epoch_callback = end_epoch
-        try:
-            super()._fit(train, valid, **kwargs)
-        finally:
-            self._epoch_callback = caller
+    def _after_epoch(self, record: dict[str, Any]) -> None:
+        self._sync_average()
 
     def _train_config(self, train: Interactions) -> TrainConfig:
         """The paper's λ/2 (‖V‖² + ‖W‖²) as the optimizer's (coupled L2) weight decay.

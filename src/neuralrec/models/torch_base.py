@@ -98,12 +98,21 @@ class TorchRecommender(Recommender):
             quiet=quiet,
             description=self.name,
             dist=self.dist,
-            on_epoch_end=getattr(self, "_epoch_callback", None),
+            on_epoch_end=self._end_epoch,
         )
         self.history_ = trainer.fit(
             self.module_, batches, loss_fn, validate, train_module=train_module
         )
         self.module_.eval()
+
+    def _end_epoch(self, record: dict[str, Any]) -> None:
+        self._after_epoch(record)
+        callback = getattr(self, "_epoch_callback", None)  # the caller's, from fit()
+        if callback is not None:
+            callback(record)
+
+    def _after_epoch(self, record: dict[str, Any]) -> None:
+        """Model hook at each epoch's end, before the caller's callback (default: nothing)."""
 
     @torch.no_grad()
     def score_users(self, users: np.ndarray) -> torch.Tensor:
