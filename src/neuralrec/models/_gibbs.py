@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from neuralrec.models._sparse_ops import _csr
+
 #: rows of one side whose precision matrices are formed and factorised at once
 CHUNK_ROWS = 4096
 
@@ -118,16 +120,11 @@ def _rows_of(m: torch.Tensor, start: int, stop: int) -> torch.Tensor:
         return m
     crow = m.crow_indices()
     lo, hi = int(crow[start]), int(crow[stop])
-    with _quiet_csr():
-        return torch.sparse_csr_tensor(
-            crow[start : stop + 1] - lo,
-            m.col_indices()[lo:hi],
-            m.values()[lo:hi],
-            (stop - start, m.shape[1]),
-            check_invariants=False,
-        )
+    shape = (stop - start, m.shape[1])
+    return _csr(crow[start : stop + 1] - lo, m.col_indices()[lo:hi], m.values()[lo:hi], shape)
 
 
+@_quiet_csr()
 def gibbs_mf(
     users: np.ndarray,
     items: np.ndarray,
@@ -145,40 +142,6 @@ def gibbs_mf(
     on_sweep: Callable[[int, dict[str, torch.Tensor]], None] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Mean of the draws after ``burn_in`` of ``samples`` sweeps: P, Q, user and item biases."""
-    with _quiet_csr():
-        return _gibbs_mf(
-            users,
-            items,
-            ratings,
-            n_users,
-            n_items,
-            factors=factors,
-            mu=mu,
-            samples=samples,
-            burn_in=burn_in,
-            init_std=init_std,
-            seed=seed,
-            device=device,
-            on_sweep=on_sweep,
-        )
-
-
-def _gibbs_mf(
-    users: np.ndarray,
-    items: np.ndarray,
-    ratings: np.ndarray,
-    n_users: int,
-    n_items: int,
-    *,
-    factors: int,
-    mu: float,
-    samples: int,
-    burn_in: int,
-    init_std: float,
-    seed: int,
-    device: torch.device,
-    on_sweep: Callable[[int, dict[str, torch.Tensor]], None] | None,
-) -> dict[str, torch.Tensor]:
     gen = torch.Generator(device=device).manual_seed(seed)
     dt = torch.float64
     values = ratings.astype(np.float64) - mu

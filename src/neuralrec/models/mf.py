@@ -327,11 +327,10 @@ class BiasedMF(TorchRecommender):
         tables = (m.P.weight, m.Q.weight, m.user_bias.weight, m.item_bias.weight)
         index = (users, items, users, items)
         row_l2 = self._row_l2
-        with torch.no_grad():
-            wu, wi = row_l2[0].index_select(0, users), row_l2[1].index_select(0, items)
         if dist.is_available() and dist.is_initialized():
             embeddings = (m.P, m.Q, m.user_bias, m.item_bias)
             p, q, a, b = (e(i) for e, i in zip(embeddings, index, strict=True))
+            wu, wi = self._batch_l2(users, items)
             return _FusedMSE.apply(p, q, a.squeeze(-1), b.squeeze(-1), ratings, mu, wu, wi, bias_l2)
         # one process: write the sparse gradients directly, skipping the autograd graph
         with torch.no_grad():
@@ -341,6 +340,7 @@ class BiasedMF(TorchRecommender):
                 )
             else:
                 p, q, a, b = (t.index_select(0, i) for t, i in zip(tables, index, strict=True))
+                wu, wi = self._batch_l2(users, items)
                 loss, grads = _mse_terms(
                     p, q, a.squeeze(-1), b.squeeze(-1), ratings, mu, wu, wi, bias_l2
                 )
@@ -349,6 +349,14 @@ class BiasedMF(TorchRecommender):
                     i.unsqueeze(0), g.view(len(i), -1), t.shape, check_invariants=False
                 )
         return GradientsSet(loss)
+
+    @torch.no_grad()
+    def _batch_l2(
+        self, users: torch.Tensor, items: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample L2 weights of the batch's users and items (the compiled pass reads the
+        whole tables instead)."""
+        return self._row_l2[0].index_select(0, users), self._row_l2[1].index_select(0, items)
 
     def _grad_buffers(self, n: int) -> tuple[torch.Tensor, ...]:
         # reused every step: a fresh megabyte-sized allocation per step costs page faults

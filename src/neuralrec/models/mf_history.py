@@ -10,7 +10,6 @@ history alone, without retraining.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar, Literal
 
@@ -21,6 +20,7 @@ from pydantic import Field
 from torch import nn
 
 from neuralrec.data.interactions import Interactions
+from neuralrec.models._sparse_ops import _csr
 from neuralrec.models.registry import register
 from neuralrec.models.torch_base import TorchRecommender
 from neuralrec.training.batches import Batch, epoch_generator
@@ -203,15 +203,12 @@ class MFHistory(TorchRecommender):
     def _pool(self, hist: sp.csr_matrix) -> tuple[torch.Tensor, torch.Tensor]:
         """Pooled vectors and history biases for rows of a (users x items) weight matrix."""
         m = self.module_
-        with warnings.catch_warnings():  # torch's one-time "CSR support is in beta" notice
-            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-            mat = torch.sparse_csr_tensor(
-                torch.from_numpy(hist.indptr.astype(np.int64)),
-                torch.from_numpy(hist.indices.astype(np.int64)),
-                torch.from_numpy(hist.data.astype(np.float32)),
-                size=hist.shape,
-                check_invariants=False,  # scipy built a valid CSR; checking costs a pass
-            )
+        mat = _csr(  # scipy built a valid CSR: no invariant checks
+            torch.from_numpy(hist.indptr.astype(np.int64)),
+            torch.from_numpy(hist.indices.astype(np.int64)),
+            torch.from_numpy(hist.data.astype(np.float32)),
+            hist.shape,
+        )
         vec = mat @ m.Y.weight
         hb = (mat @ m.hist_bias.weight).squeeze(1)
         cnt = torch.from_numpy(np.diff(hist.indptr).astype(np.float32))
