@@ -63,7 +63,7 @@ class AutoRecConfig(RatingAutoencoderConfig):
     hidden_weight: float = Field(
         3.0, ge=0, description="loss weight of the hidden inputs' errors (α of Strub et al. 2016)"
     )
-    dropout: float = Field(0.5, ge=0, lt=1, description="dropout on the hidden layer")
+    dropout: float = Field(0.6, ge=0, lt=1, description="dropout on the hidden layer")
     kernel_dim: int = Field(
         0,
         ge=0,

@@ -87,7 +87,9 @@ def wrap(
     return DistributedDataParallel(
         LossModule(module, loss_fn),
         device_ids=ids,
-        broadcast_buffers=False,
+        # buffers (moving averages, constants) evolve identically on every rank: no per-step
+        # broadcast (torch 2.13 renamed broadcast_buffers to this)
+        forward_sync_buffers=False,
         find_unused_parameters=True,
     )
 
