@@ -31,13 +31,23 @@ def machine() -> dict[str, Any]:
 
 
 def write_results(name: str, payload: dict[str, Any]) -> Path:
-    """Write ``benchmarks/results/<name>.json`` (merging with existing sections)."""
+    """Write ``benchmarks/results/<name>.json`` (merging with existing sections).
+
+    Each new section records the machine it ran on: sections of one file are often run
+    on different days, so the file-level ``machine`` only says where the latest one ran.
+    """
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
     old = json.loads(path.read_text()) if path.exists() else {}
+    here = machine()
+    for value in payload.values():
+        if isinstance(value, dict):
+            value.setdefault("machine", here)
     old.update(payload)
-    old["machine"] = machine()
-    path.write_text(json.dumps(old, indent=2, default=float) + "\n")
+    old["machine"] = here
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(old, indent=2, default=float) + "\n")
+    tmp.replace(path)
     return path
 
 

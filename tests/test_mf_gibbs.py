@@ -81,3 +81,31 @@ def test_gibbs_model_saves_and_loads(tmp_path, data):
 def test_gibbs_needs_ratings_and_mse(data):
     with pytest.raises(ConfigError, match="estimator=gibbs"):
         create("biased-mf", estimator="gibbs", loss="bpr").fit(data.train)
+
+
+def test_gibbs_resumes_a_killed_chain_exactly(tmp_path, data):
+    params = dict(estimator="gibbs", factors=4, samples=6, burn_in=2, threads=1)
+    full = create("biased-mf", **params).fit(data.train, data.valid)
+
+    def kill(record):
+        if record["epoch"] == 4:
+            raise KeyboardInterrupt  # before sweep 4's checkpoint: the resumed run redoes it
+
+    with pytest.raises(KeyboardInterrupt):
+        create("biased-mf", **params).fit(
+            data.train, data.valid, checkpoint_dir=tmp_path, on_epoch_end=kill
+        )
+    resumed = create("biased-mf", **params).fit(data.train, data.valid, checkpoint_dir=tmp_path)
+    for name in ("P", "Q", "user_bias", "item_bias"):
+        torch.testing.assert_close(
+            getattr(resumed.module_, name).weight,
+            getattr(full.module_, name).weight,
+            rtol=0,
+            atol=0,
+        )
+    assert [(h["epoch"], h["rmse"]) for h in resumed.history_] == [
+        (h["epoch"], h["rmse"]) for h in full.history_
+    ]
+    # a checkpoint of other settings is refused rather than silently continued
+    with pytest.raises(Exception, match="different configuration"):
+        create("biased-mf", **{**params, "factors": 5}).fit(data.train, checkpoint_dir=tmp_path)

@@ -21,6 +21,7 @@ import contextlib
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -140,8 +141,15 @@ def gibbs_mf(
     seed: int,
     device: torch.device,
     on_sweep: Callable[[int, dict[str, torch.Tensor]], None] | None = None,
+    resume: dict[str, Any] | None = None,
+    on_state: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Mean of the draws after ``burn_in`` of ``samples`` sweeps: P, Q, user and item biases."""
+    """Mean of the draws after ``burn_in`` of ``samples`` sweeps: P, Q, user and item biases.
+
+    ``on_state`` receives the sampler's whole state after every sweep (the current rows, the
+    running sums, the generator); passing such a state back as ``resume`` continues the chain
+    exactly where it was, so a killed run ends with the rows an unbroken one would have.
+    """
     gen = torch.Generator(device=device).manual_seed(seed)
     dt = torch.float64
     values = ratings.astype(np.float64) - mu
@@ -159,8 +167,18 @@ def gibbs_mf(
     i_t = torch.from_numpy(items.astype(np.int64)).to(device)
     r_t = torch.from_numpy(values).to(device)
     total = {k: torch.zeros_like(v) for k, v in (("user", w_user), ("item", w_item))}
-    kept = 0
-    for sweep in range(1, samples + 1):
+    kept, done = 0, 0
+    if resume is not None:
+        for live, saved in (
+            (w_user, resume["user"]),
+            (w_item, resume["item"]),
+            (total["user"], resume["total_user"]),
+            (total["item"], resume["total_item"]),
+        ):
+            live.copy_(saved)
+        gen.set_state(resume["generator"])
+        kept, done = int(resume["kept"]), int(resume["sweep"])
+    for sweep in range(done + 1, samples + 1):
         err = r_t - w_user[u_t, 0] - w_item[i_t, 0]
         err -= torch.linalg.vecdot(w_user[u_t, 1:], w_item[i_t, 1:])
         shape = torch.tensor(1.0 + len(values) / 2, dtype=dt)
@@ -174,6 +192,18 @@ def gibbs_mf(
             total["item"] += w_item
         if on_sweep is not None:
             on_sweep(sweep, _split(total, kept) if kept else _split(_rows(w_user, w_item), 1))
+        if on_state is not None:
+            on_state(
+                {
+                    "sweep": sweep,
+                    "kept": kept,
+                    "user": w_user,
+                    "item": w_item,
+                    "total_user": total["user"],
+                    "total_item": total["item"],
+                    "generator": gen.get_state(),
+                }
+            )
     return _split(total, kept) if kept else _split(_rows(w_user, w_item), 1)
 
 

@@ -13,8 +13,11 @@ batch uses (:mod:`neuralrec.training.implicit`); the implicit defaults are in
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -24,14 +27,16 @@ from pydantic import Field
 from torch import nn
 
 from neuralrec.data.interactions import Interactions
-from neuralrec.errors import ConfigError
+from neuralrec.errors import ConfigError, NeuralrecError
 from neuralrec.models.cold_start import ridge_fold_in
 from neuralrec.models.registry import register
 from neuralrec.models.torch_base import TorchRecommender
 from neuralrec.training.batches import Batch, BatchSource, TensorBatches
+from neuralrec.training.checkpoint import load_checkpoint, save_checkpoint
 from neuralrec.training.config import LRSchedule
 from neuralrec.training.implicit import ImplicitTrainConfig, implicit_batches
 from neuralrec.training.losses import GradientsSet, implicit_loss
+from neuralrec.training.trainer import CHECKPOINT_NAME
 from neuralrec.utils.seeding import set_threads
 
 
@@ -231,11 +236,18 @@ class BiasedMF(TorchRecommender):
             return
         if cfg.implicit or train.ratings is None:
             raise ConfigError("biased-mf: estimator=gibbs needs loss=mse and explicit ratings")
-        self._fit_gibbs(train, valid, dataset)
+        self._fit_gibbs(train, valid, dataset, checkpoint_dir)
 
-    def _fit_gibbs(self, train: Interactions, valid: Interactions | None, dataset: Any) -> None:
-        """Gibbs sampling instead of the trainer (no checkpoints: a run is one pass of
-        ``samples`` sweeps); the module ends with the posterior mean of the rows."""
+    def _fit_gibbs(
+        self,
+        train: Interactions,
+        valid: Interactions | None,
+        dataset: Any,
+        checkpoint_dir: Any = None,
+    ) -> None:
+        """Gibbs sampling instead of the trainer; the module ends with the posterior mean of
+        the rows. With ``checkpoint_dir`` the sampler's state is saved after every sweep and
+        a rerun into the same directory continues the chain from there."""
         from neuralrec.models._gibbs import gibbs_mf
 
         cfg = self.config
@@ -245,6 +257,30 @@ class BiasedMF(TorchRecommender):
         validate = self._validator(train, valid) if valid is not None and len(valid) else None
         history: list[dict[str, Any]] = []
         start = time.perf_counter()
+        ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / CHECKPOINT_NAME
+        fingerprint = hashlib.sha256(
+            json.dumps(
+                ["gibbs", cfg.model_dump(mode="json"), train.n_users, train.n_items, len(train)],
+                sort_keys=True,
+            ).encode()
+        ).hexdigest()[:16]
+        resume = None
+        if ckpt is not None and ckpt.exists():
+            saved = load_checkpoint(ckpt)
+            if saved.get("fingerprint") != fingerprint:
+                raise NeuralrecError(
+                    f"{ckpt}: this checkpoint belongs to a different configuration or data; "
+                    "remove it or train into another directory"
+                )
+            resume, history = saved["sampler"], saved["history"]
+            start -= history[-1]["seconds"] if history else 0.0
+
+        def on_state(state: dict[str, Any]) -> None:
+            if ckpt is not None:
+                ckpt.parent.mkdir(parents=True, exist_ok=True)
+                save_checkpoint(
+                    ckpt, {"fingerprint": fingerprint, "sampler": state, "history": history}
+                )
 
         def on_sweep(sweep: int, rows: dict[str, torch.Tensor]) -> None:
             record: dict[str, Any] = {"epoch": sweep, "averaged": max(sweep - cfg.burn_in, 0)}
@@ -270,6 +306,8 @@ class BiasedMF(TorchRecommender):
             seed=cfg.seed,
             device=self.device,
             on_sweep=on_sweep,
+            resume=resume,
+            on_state=on_state,
         )
         self._load_rows(rows)
         self.history_ = history
