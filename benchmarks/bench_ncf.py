@@ -13,6 +13,9 @@ Pieces (``--only full,recbole,speed,loo,loo1m``; default: all):
 - ``loo`` / ``loo1m``: the NCF protocol, leave-one-out (100K: latest rating by time; 1M triples:
   one random rating per user, seeded; the one before it is validation), each test item ranked
   against 100 sampled unseen items; GMF, MLP, NeuMF with and without pretraining, popularity.
+  Each model is scored as early stopping left it (RecBole's way) and, in the rows ending
+  ", refit", refitted on train + validation for the chosen number of epochs (the NCF paper's
+  way: tune on held-out data, then train on every interaction but the test one).
 
 Results are merged into ``--out`` (benchmarks/results/ncf.json) piece by piece, so pieces can
 be run separately. Timings on a shared 2-core machine are noisy: compare within one run.
@@ -75,9 +78,20 @@ REFERENCE = {  # shared/ANCHORS.md, RecBole 1.2.1 on its own split, seed 2020
 
 
 def fit_and_score(
-    name: str, params: dict[str, Any], parts: Split, protocol: str, seed: int
+    name: str,
+    params: dict[str, Any],
+    parts: Split,
+    protocol: str,
+    seed: int,
+    refit_params: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Fit on train (validation for early stopping), score the test part once."""
+    """Fit on train (validation for early stopping), score the test part once.
+
+    With ``refit_params`` (overrides of ``params``, possibly none) the model is also refitted
+    on train + validation for the number of epochs early stopping picked, and scored on the
+    same test part: the NCF paper's protocol, which tunes on held-out data and then trains on
+    every interaction but the test one. The refit's row is ``row["refit"]``.
+    """
     model = create(name, **{**params, "seed": seed})
     valid_cpu = _time_validation(model)
     start, cpu = time.perf_counter(), time.process_time()
@@ -97,7 +111,26 @@ def fit_and_score(
         # on a shared machine
         row["cpu_sec_per_epoch"] = round(train_cpu / len(hist), 3)
         row["best_epoch"] = hist[-1].get("best_epoch")
-    return {"row": row, "model": model}
+    out = {"row": row, "model": model}
+    if refit_params is not None:
+        fixed = {**params, **refit_params, "seed": seed}
+        if hist:  # trained models: the epochs early stopping chose, without validation
+            best = int(hist[-1].get("best_epoch") or len(hist))
+            fixed.update(epochs=best, early_stopping=False)
+        start = time.perf_counter()
+        again = create(name, **fixed).fit(parts.train_full)
+        merged = parts.merged()
+        if protocol == "full":
+            res = evaluate(again, merged, metrics=FULL_METRICS, ks=(10,))
+        else:
+            res = evaluate(again, merged, protocol="sampled", n_negatives=100, seed=seed, ks=(10,))
+        row["refit"] = {
+            "metrics": {k.split("/", 1)[1]: round(v, 5) for k, v in res.summary().items()},
+            "epochs": fixed.get("epochs"),
+            "fit_seconds": round(time.perf_counter() - start, 2),
+        }
+        out["refit_model"] = again
+    return out
 
 
 def _time_validation(model: Any) -> list[float]:
@@ -259,7 +292,11 @@ def piece_speed(seeds: list[int], python: str, epochs: int, rounds: int) -> dict
 
 
 def piece_loo(
-    dataset: str, seeds: list[int], max_epochs: int | None, only: list[str] | None = None
+    dataset: str,
+    seeds: list[int],
+    max_epochs: int | None,
+    only: list[str] | None = None,
+    refit: bool = True,
 ) -> dict[str, Any]:
     data = load_dataset(dataset).interactions
     per_seed: dict[str, list[dict[str, Any]]] = {}
@@ -286,11 +323,21 @@ def piece_loo(
             for label, name, params in plan:
                 if only and label not in only:
                     continue
-                out = fit_and_score(name, params, parts, "sampled", seed)
+                # the refitted NeuMF starts from the refitted GMF and MLP
+                again = {k: f"{v}-refit" for k, v in params.items() if k.startswith("pretrained")}
+                out = fit_and_score(name, params, parts, "sampled", seed, again if refit else None)
                 if label in ("gmf", "mlp"):
                     out["model"].save(f"{tmp}/{label}")
-                per_seed.setdefault(label, []).append(out["row"])
-                log(f"loo {dataset} seed {seed} {label}: {out['row']['metrics']}")
+                    if refit:
+                        out["refit_model"].save(f"{tmp}/{label}-refit")
+                row = out["row"]
+                per_seed.setdefault(label, []).append(row)
+                log(f"loo {dataset} seed {seed} {label}: {row['metrics']}")
+                if refit:
+                    per_seed.setdefault(f"{label}, refit", []).append(row.pop("refit"))
+                    log(
+                        f"loo {dataset} seed {seed} {label}, refit: {per_seed[label + ', refit'][-1]}"
+                    )
     return {
         "protocol": "leave-one-out ("
         + ("latest by time" if data.timestamps is not None else "one random rating per user")
@@ -298,6 +345,10 @@ def piece_loo(
         "dataset": dataset,
         "seeds": seeds,
         "max_epochs": max_epochs,
+        "refit": "rows ending ', refit': refitted on train + validation for the epochs early "
+        "stopping picked (the NCF paper trains on everything but the test item)"
+        if refit
+        else "none",
         "models": summarise(per_seed),
     }
 
@@ -365,6 +416,11 @@ def main() -> None:
     )
     ap.add_argument("--loo1m-max-epochs", type=int, default=20)
     ap.add_argument("--loo-models", default="", help="only these models of the loo piece")
+    ap.add_argument(
+        "--no-loo-refit",
+        action="store_true",
+        help="loo pieces: skip the refit on train + validation after early stopping",
+    )
     ap.add_argument("--speed-epochs", type=int, default=5)
     ap.add_argument("--speed-rounds", type=int, default=2)
     ap.add_argument("--out", default=str(HERE / "results" / "ncf.json"))
@@ -401,9 +457,17 @@ def main() -> None:
         elif piece == "speed":
             res = piece_speed(seeds, args.recbole_python, args.speed_epochs, args.speed_rounds)
         elif piece == "loo":
-            res = piece_loo("ml-100k", seeds, None, args.loo_models and args.loo_models.split(","))
+            res = piece_loo(
+                "ml-100k",
+                seeds,
+                None,
+                args.loo_models and args.loo_models.split(","),
+                not args.no_loo_refit,
+            )
         elif piece == "loo1m":
-            res = piece_loo("ml-1m-triples", seeds[:1], args.loo1m_max_epochs)
+            res = piece_loo(
+                "ml-1m-triples", seeds[:1], args.loo1m_max_epochs, refit=not args.no_loo_refit
+            )
         else:
             raise SystemExit(f"unknown piece {piece!r}")
         res["seconds"] = round(time.perf_counter() - start, 1)
