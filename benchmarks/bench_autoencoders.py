@@ -225,11 +225,42 @@ def cdae_ml100k(args: argparse.Namespace) -> dict:
         "outside train + validation, input = training rows, all ratings as interactions, "
         "seeds 0-2",
         "params": create("cdae").config.model_dump(mode="json"),
-        "recbole": {"cdae_batch128": 0.302, "multivae": 0.300, "ease": 0.330},
+        "recbole_anchors": {"cdae_batch128": 0.302, "multivae": 0.300, "ease": 0.330},
+        "recbole": _recbole_beside(args, data),
         "runs": runs,
         "mean": mean,
         "std": std,
     }
+
+
+#: RecBole models run beside CDAE, with the batch size ANCHORS.md uses for them (at its default
+#: 2048 they take one step per epoch on ML-100K's 943 users)
+RECBOLE_BESIDE = {"CDAE": {"train_batch_size": 128}, "MultiVAE": {"train_batch_size": 128}}
+
+
+def _recbole_beside(args: argparse.Namespace, data: Interactions) -> dict:
+    """RecBole 1.2.1's CDAE and MultiVAE on the very same splits (bench_ncf's runner), or why
+    not (no RecBole venv)."""
+    if not Path(args.recbole_python).exists():
+        return {"skipped": f"no RecBole interpreter at {args.recbole_python}"}
+    from bench_ncf import run_recbole
+
+    out: dict[str, Any] = {}
+    for model, settings in RECBOLE_BESIDE.items():
+        runs = []
+        for seed in (0, 1, 2):
+            parts = split(data, "user-random:0.1", seed=seed, valid_fraction=0.1)
+            res = run_recbole(args.recbole_python, model, parts, seed, settings)
+            runs.append({"seed": seed, **res["test"], "fit_s": res["fit_seconds"]})
+            print(f"  RecBole {model} seed {seed}: {runs[-1]}", flush=True)
+        keys = [k for k in runs[0] if "@" in k]
+        out[model] = {
+            "settings": settings,
+            "runs": runs,
+            "mean": {k: float(np.mean([r[k] for r in runs])) for k in keys},
+            "std": {k: float(np.std([r[k] for r in runs])) for k in keys},
+        }
+    return out
 
 
 def _search(args: argparse.Namespace, name: str, grid: list[dict], fit_eval: Any) -> dict:
@@ -333,6 +364,11 @@ def main() -> None:
     parser.add_argument("--only", default="all", help="comma-separated pieces, or all")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     parser.add_argument(
+        "--recbole-python",
+        default=os.environ.get("RECBOLE_PYTHON", "/work/venv-recbole/bin/python"),
+        help="cdae-ml100k: RecBole's interpreter, to run its CDAE and MultiVAE beside ours",
+    )
+    parser.add_argument(
         "--fg-pairs", default="", help="autorec-fg-ml1m: only these hidden/output pairs"
     )
     parser.add_argument(
@@ -346,18 +382,22 @@ def main() -> None:
     if args.only == "all":
         args.only = ",".join(PIECES)
     path = RESULTS / "autoencoders.json"
-    results = json.loads(path.read_text()) if path.exists() else {}
     for name in args.only.split(","):
         print(f"== {name}", flush=True)
         start = time.perf_counter()
-        results[name] = pieces[name](args)
-        results[name]["wall_s"] = time.perf_counter() - start
-        results[name]["machine"] = (
+        piece = pieces[name](args)
+        piece["wall_s"] = time.perf_counter() - start
+        piece["machine"] = (
             f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
         )
+        # re-read right before writing: other pieces may have finished in parallel processes
+        results = json.loads(path.read_text()) if path.exists() else {}
+        results[name] = piece
         RESULTS.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(results, indent=1, default=str))
-        print(json.dumps(results[name], indent=1, default=str), flush=True)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(results, indent=1, default=str))
+        tmp.replace(path)
+        print(json.dumps(piece, indent=1, default=str), flush=True)
 
 
 if __name__ == "__main__":
