@@ -46,9 +46,17 @@ def write_results(name: str, payload: dict[str, Any]) -> Path:
     old.update(payload)
     old["machine"] = here
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(old, indent=2, default=float) + "\n")
+    tmp.write_text(json.dumps(old, indent=2, default=_jsonable) + "\n")
     tmp.replace(path)
     return path
+
+
+def _jsonable(value: Any) -> Any:
+    """numpy and torch scalars as numbers; anything else JSON lacks as its text."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
 
 
 def print_table(rows: list[dict[str, Any]], title: str = "") -> None:

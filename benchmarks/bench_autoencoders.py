@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -36,12 +35,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+from _common import RESULTS, write_results
 from neuralrec.data import Interactions, split
+from neuralrec.data.splits import Split
 from neuralrec.evaluation import evaluate
 from neuralrec.evaluation.ranking import full_ranking
 from neuralrec.models import create
 
-RESULTS = Path(__file__).parent / "results"
 PAPER_FG = {  # AutoRec Table 1(b), ML-1M: (hidden, output) -> RMSE; the paper's (f, g) = (out, hid)
     ("identity", "identity"): 0.872,
     ("identity", "sigmoid"): 0.852,
@@ -190,9 +190,9 @@ def _plot_depth(sweep: list[dict], path: Path, title: str) -> None:
 
 def cdae_ml100k(args: argparse.Namespace) -> dict:
     data = load("ml-100k")
+    splits = {s: split(data, "user-random:0.1", seed=s, valid_fraction=0.1) for s in (0, 1, 2)}
     runs = []
-    for seed in (0, 1, 2):
-        parts = split(data, "user-random:0.1", seed=seed, valid_fraction=0.1)
+    for seed, parts in splits.items():
         start = time.perf_counter()
         model = create("cdae", seed=seed, threads=args.threads).fit(parts.train, parts.valid)
         fit_s = time.perf_counter() - start
@@ -217,19 +217,24 @@ def cdae_ml100k(args: argparse.Namespace) -> dict:
             }
         )
         print(f"  cdae seed {seed}: {runs[-1]}", flush=True)
-    keys = [k for k in runs[0] if "@" in k]
-    mean = {k: float(np.mean([r[k] for r in runs])) for k in keys}
-    std = {k: float(np.std([r[k] for r in runs])) for k in keys}
     return {
         "protocol": "user-random:0.1, valid_fraction 0.1 (80/10/10), full ranking over items "
         "outside train + validation, input = training rows, all ratings as interactions, "
         "seeds 0-2",
         "params": create("cdae").config.model_dump(mode="json"),
         "recbole_anchors": {"cdae_batch128": 0.302, "multivae": 0.300, "ease": 0.330},
-        "recbole": _recbole_beside(args, data),
+        "recbole": _recbole_beside(args, splits),
         "runs": runs,
-        "mean": mean,
-        "std": std,
+        **_mean_std(runs),
+    }
+
+
+def _mean_std(runs: list[dict]) -> dict:
+    """Mean and standard deviation over seeds of every metric at a cut-off (keys with '@')."""
+    keys = [k for k in runs[0] if "@" in k]
+    return {
+        "mean": {k: float(np.mean([r[k] for r in runs])) for k in keys},
+        "std": {k: float(np.std([r[k] for r in runs])) for k in keys},
     }
 
 
@@ -238,7 +243,7 @@ def cdae_ml100k(args: argparse.Namespace) -> dict:
 RECBOLE_BESIDE = {"CDAE": {"train_batch_size": 128}, "MultiVAE": {"train_batch_size": 128}}
 
 
-def _recbole_beside(args: argparse.Namespace, data: Interactions) -> dict:
+def _recbole_beside(args: argparse.Namespace, splits: dict[int, Split]) -> dict:
     """RecBole 1.2.1's CDAE and MultiVAE on the very same splits (bench_ncf's runner), or why
     not (no RecBole venv)."""
     if not Path(args.recbole_python).exists():
@@ -248,18 +253,11 @@ def _recbole_beside(args: argparse.Namespace, data: Interactions) -> dict:
     out: dict[str, Any] = {}
     for model, settings in RECBOLE_BESIDE.items():
         runs = []
-        for seed in (0, 1, 2):
-            parts = split(data, "user-random:0.1", seed=seed, valid_fraction=0.1)
+        for seed, parts in splits.items():
             res = run_recbole(args.recbole_python, model, parts, seed, settings)
             runs.append({"seed": seed, **res["test"], "fit_s": res["fit_seconds"]})
             print(f"  RecBole {model} seed {seed}: {runs[-1]}", flush=True)
-        keys = [k for k in runs[0] if "@" in k]
-        out[model] = {
-            "settings": settings,
-            "runs": runs,
-            "mean": {k: float(np.mean([r[k] for r in runs])) for k in keys},
-            "std": {k: float(np.std([r[k] for r in runs])) for k in keys},
-        }
+        out[model] = {"settings": settings, "runs": runs, **_mean_std(runs)}
     return out
 
 
@@ -381,22 +379,14 @@ def main() -> None:
     pieces = {**PIECES, **TUNING}
     if args.only == "all":
         args.only = ",".join(PIECES)
-    path = RESULTS / "autoencoders.json"
     for name in args.only.split(","):
         print(f"== {name}", flush=True)
         start = time.perf_counter()
         piece = pieces[name](args)
         piece["wall_s"] = time.perf_counter() - start
-        piece["machine"] = (
-            f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
-        )
-        # re-read right before writing: other pieces may have finished in parallel processes
-        results = json.loads(path.read_text()) if path.exists() else {}
-        results[name] = piece
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(results, indent=1, default=str))
-        tmp.replace(path)
+        # merged into the file read right before writing: pieces run in parallel processes
+        # keep each other's sections
+        write_results("autoencoders", {name: piece})
         print(json.dumps(piece, indent=1, default=str), flush=True)
 
 

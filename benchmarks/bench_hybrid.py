@@ -252,6 +252,10 @@ MIN_COUNT = 20
 NEIGHBOUR_SEEDS = (0, 1, 2)
 
 
+def _family(genres) -> bool:
+    return bool({"Animation", "Children's"} & set(genres))
+
+
 def neighbours(title: str = "Toy Story (1995)", k: int = 10) -> dict:
     ds = nr.load_dataset("ml-100k")
     out = {}
@@ -265,7 +269,7 @@ def neighbours(title: str = "Toy Story (1995)", k: int = 10) -> dict:
                 "title": model.item_title(i),
                 "genres": "|".join(g),
                 "cosine": float(c),
-                "family_or_animation": bool({"Animation", "Children's"} & set(g)),
+                "family_or_animation": _family(g),
             }
             for i, g, c in zip(ids, genres, sims, strict=True)
         ]
@@ -276,9 +280,7 @@ def neighbours(title: str = "Toy Story (1995)", k: int = 10) -> dict:
         for seed in NEIGHBOUR_SEEDS[1:]:
             other, _ = _fit(name, ds.interactions, ds, seed=seed)
             found, _ = other.similar_items(other.find_item(title), k, min_count=MIN_COUNT)
-            per_seed[seed] = sum(
-                bool({"Animation", "Children's"} & set(g)) for g in ds.items.loc[found, "genres"]
-            )
+            per_seed[seed] = sum(_family(g) for g in ds.items.loc[found, "genres"])
         print(f"{name}: family/animation among the {k} by seed: {per_seed}")
         out[name] = {
             "neighbours": rows,

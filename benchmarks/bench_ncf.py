@@ -98,11 +98,7 @@ def fit_and_score(
     model.fit(parts.train, parts.valid)
     fit_s = time.perf_counter() - start
     train_cpu = time.process_time() - cpu - valid_cpu[0]
-    if protocol == "full":
-        res = evaluate(model, parts, metrics=FULL_METRICS, ks=(10,))
-    else:
-        res = evaluate(model, parts, protocol="sampled", n_negatives=100, seed=seed, ks=(10,))
-    values = {k.split("/", 1)[1]: round(v, 5) for k, v in res.summary().items()}
+    values = _score(model, parts, protocol, seed)
     hist = getattr(model, "history_", [])
     row = {"metrics": values, "fit_seconds": round(fit_s, 2), "epochs": len(hist)}
     if hist:
@@ -119,18 +115,22 @@ def fit_and_score(
             fixed.update(epochs=best, early_stopping=False)
         start = time.perf_counter()
         again = create(name, **fixed).fit(parts.train_full)
-        merged = parts.merged()
-        if protocol == "full":
-            res = evaluate(again, merged, metrics=FULL_METRICS, ks=(10,))
-        else:
-            res = evaluate(again, merged, protocol="sampled", n_negatives=100, seed=seed, ks=(10,))
         row["refit"] = {
-            "metrics": {k.split("/", 1)[1]: round(v, 5) for k, v in res.summary().items()},
+            "metrics": _score(again, parts.merged(), protocol, seed),
             "epochs": fixed.get("epochs"),
             "fit_seconds": round(time.perf_counter() - start, 2),
         }
         out["refit_model"] = again
     return out
+
+
+def _score(model: Any, parts: Split, protocol: str, seed: int) -> dict[str, float]:
+    """Test metrics at 10 (full ranking, or the test item against 100 sampled negatives)."""
+    if protocol == "full":
+        res = evaluate(model, parts, metrics=FULL_METRICS, ks=(10,))
+    else:
+        res = evaluate(model, parts, protocol="sampled", n_negatives=100, seed=seed, ks=(10,))
+    return {k.split("/", 1)[1]: round(v, 5) for k, v in res.summary().items()}
 
 
 def _time_validation(model: Any) -> list[float]:

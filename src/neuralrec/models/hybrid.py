@@ -166,7 +166,7 @@ class MFDNN(TorchRecommender):
         self._hist = seen
         self._ratings = values
         self._centred = values - np.float32(self.items_.mu)
-        centred = sp.csr_matrix((values - self.items_.mu, seen.indices, seen.indptr), seen.shape)
+        centred = sp.csr_matrix((self._centred, seen.indices, seen.indptr), seen.shape)
         self._rated = centred.T.tocsr()  # items x users
         self._rated.sort_indices()
         self._tensors_from_sides()

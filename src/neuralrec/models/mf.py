@@ -13,8 +13,6 @@ batch uses (:mod:`neuralrec.training.implicit`); the implicit defaults are in
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,12 +25,16 @@ from pydantic import Field
 from torch import nn
 
 from neuralrec.data.interactions import Interactions
-from neuralrec.errors import ConfigError, NeuralrecError
+from neuralrec.errors import ConfigError
 from neuralrec.models.cold_start import ridge_fold_in
 from neuralrec.models.registry import register
 from neuralrec.models.torch_base import TorchRecommender
 from neuralrec.training.batches import Batch, BatchSource, TensorBatches
-from neuralrec.training.checkpoint import load_checkpoint, save_checkpoint
+from neuralrec.training.checkpoint import (
+    load_matching_checkpoint,
+    save_checkpoint,
+    state_fingerprint,
+)
 from neuralrec.training.config import LRSchedule
 from neuralrec.training.implicit import ImplicitTrainConfig, implicit_batches
 from neuralrec.training.losses import GradientsSet, implicit_loss
@@ -258,20 +260,12 @@ class BiasedMF(TorchRecommender):
         history: list[dict[str, Any]] = []
         start = time.perf_counter()
         ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / CHECKPOINT_NAME
-        fingerprint = hashlib.sha256(
-            json.dumps(
-                ["gibbs", cfg.model_dump(mode="json"), train.n_users, train.n_items, len(train)],
-                sort_keys=True,
-            ).encode()
-        ).hexdigest()[:16]
+        expected = state_fingerprint(
+            "gibbs", cfg.model_dump(mode="json"), train.n_users, train.n_items, len(train)
+        )
         resume = None
         if ckpt is not None and ckpt.exists():
-            saved = load_checkpoint(ckpt)
-            if saved.get("fingerprint") != fingerprint:
-                raise NeuralrecError(
-                    f"{ckpt}: this checkpoint belongs to a different configuration or data; "
-                    "remove it or train into another directory"
-                )
+            saved = load_matching_checkpoint(ckpt, expected)
             resume, history = saved["sampler"], saved["history"]
             start -= history[-1]["seconds"] if history else 0.0
 
@@ -279,7 +273,7 @@ class BiasedMF(TorchRecommender):
             if ckpt is not None:
                 ckpt.parent.mkdir(parents=True, exist_ok=True)
                 save_checkpoint(
-                    ckpt, {"fingerprint": fingerprint, "sampler": state, "history": history}
+                    ckpt, {"fingerprint": expected, "sampler": state, "history": history}
                 )
 
         def on_sweep(sweep: int, rows: dict[str, torch.Tensor]) -> None:

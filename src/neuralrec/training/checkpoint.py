@@ -7,6 +7,7 @@ killed at any moment leaves the previous checkpoint intact.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from neuralrec.errors import ArtifactError
+from neuralrec.errors import ArtifactError, NeuralrecError
 from neuralrec.utils.atomic import atomic_path
 
 CHECKPOINT_FORMAT = 1
@@ -63,6 +64,25 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     meta = {"format": str(CHECKPOINT_FORMAT), "state": json.dumps(skel)}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
+
+
+def state_fingerprint(*parts: Any) -> str:
+    """A short hash of JSON-able parts (configuration, shapes, data sizes): what a checkpoint
+    has to match before a run may continue from it."""
+    text = json.dumps(list(parts), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def load_matching_checkpoint(path: str | Path, expected: str) -> dict[str, Any]:
+    """:func:`load_checkpoint`, refusing a checkpoint whose ``fingerprint`` is not ``expected``
+    (another configuration, model shape or data) rather than silently continuing it."""
+    data = load_checkpoint(path)
+    if data.get("fingerprint") != expected:
+        raise NeuralrecError(
+            f"{path}: this checkpoint belongs to a different configuration, model shape or "
+            "data; remove it or train into another directory"
+        )
+    return data
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

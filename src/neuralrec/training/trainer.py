@@ -8,8 +8,6 @@ schedules, early stopping, convergence stop, per-epoch history, checkpoints and 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -22,7 +20,11 @@ from torch import nn
 
 from neuralrec.errors import NeuralrecError
 from neuralrec.training.batches import Batch, BatchSource
-from neuralrec.training.checkpoint import load_checkpoint, save_checkpoint
+from neuralrec.training.checkpoint import (
+    load_matching_checkpoint,
+    save_checkpoint,
+    state_fingerprint,
+)
 from neuralrec.training.config import TrainConfig
 from neuralrec.training.losses import GradientsSet
 from neuralrec.training.optim import RowSparse, clip_gradients, make_optimizers
@@ -328,8 +330,7 @@ class Trainer:
 
     def _fingerprint(self, module: nn.Module) -> str:
         shapes = {k: list(v.shape) for k, v in module.state_dict().items()}
-        text = json.dumps([self.cfg.model_dump(mode="json"), shapes], sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return state_fingerprint(self.cfg.model_dump(mode="json"), shapes)
 
     def _save(
         self,
@@ -360,12 +361,7 @@ class Trainer:
         module: nn.Module,
         optimizers: list[RowSparse],
     ) -> tuple[_State, dict[str, torch.Tensor] | None, dict[str, torch.Tensor] | None]:
-        data = load_checkpoint(path)
-        if data.get("fingerprint") != fingerprint:
-            raise NeuralrecError(
-                f"{path}: this checkpoint belongs to a different configuration or model shape; "
-                "remove it or train into another directory"
-            )
+        data = load_matching_checkpoint(path, fingerprint)
         module.load_state_dict(data["model"])
         for opt, st in zip(optimizers, data["optimizers"], strict=True):
             st["state"] = {int(k): v for k, v in st["state"].items()}
