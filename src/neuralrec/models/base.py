@@ -350,7 +350,7 @@ class Recommender:
         if len(idx) == 0:
             scores = self.popular_scores(user_features).clone()
         else:
-            scores = self.score_profile(idx, r, user_features).float().clone()
+            scores = self.score_profile(idx, r, user_features).float().cpu().clone()
         if exclude_seen and len(idx):
             scores[torch.from_numpy(idx)] = -torch.inf
         top, val = _topk(scores.unsqueeze(0), k, None)
@@ -433,11 +433,14 @@ class Recommender:
         return save_model(self, path)
 
     @classmethod
-    def load(cls, path: str | Path) -> Recommender:
-        """Read a model saved with :meth:`save`; the class is taken from the artifact."""
+    def load(cls, path: str | Path, device: str | None = None) -> Recommender:
+        """Read a model saved with :meth:`save`; the class is taken from the artifact.
+
+        ``device`` overrides where a torch model's weights go (see ``load_model``).
+        """
         from neuralrec.models.persistence import load_model
 
-        model = load_model(path)
+        model = load_model(path, device)
         if cls is not Recommender and not isinstance(model, cls):
             raise ConfigError(f"{path} holds a {model.name!r} model, not {cls.name!r}")
         return model

@@ -172,20 +172,21 @@ class MFDNN(TorchRecommender):
         self._tensors_from_sides()
 
     def _tensors_from_sides(self) -> None:
-        side = self.items_
-        self._g_off = torch.from_numpy(side.genre_offsets.astype(np.int64))
-        self._g_idx = torch.from_numpy(side.genre_indices.astype(np.int64))
-        self._year = torch.from_numpy(side.year_scaled.astype(np.float32))
-        self._sum = torch.from_numpy(side.rating_sum.astype(np.float32))
-        self._cnt = torch.from_numpy(side.rating_count.astype(np.float32))
+        # on the module's device: training and the scoring tables index them with its tensors
+        side, dev = self.items_, self.device
+        self._g_off = torch.from_numpy(side.genre_offsets.astype(np.int64)).to(dev)
+        self._g_idx = torch.from_numpy(side.genre_indices.astype(np.int64)).to(dev)
+        self._year = torch.from_numpy(side.year_scaled.astype(np.float32)).to(dev)
+        self._sum = torch.from_numpy(side.rating_sum.astype(np.float32)).to(dev)
+        self._cnt = torch.from_numpy(side.rating_count.astype(np.float32)).to(dev)
         codes = self.users_.codes if self.users_ is not None else np.zeros((self.n_users, 0))
-        self._codes = torch.from_numpy(codes.astype(np.int64))
+        self._codes = torch.from_numpy(codes.astype(np.int64)).to(dev)
         self._cache: dict[str, torch.Tensor] | None = None
 
     def _batches(self, train: Interactions) -> BatchSource:
         cols = [torch.from_numpy(x.astype(np.int64)) for x in (train.users, train.items)]
         cols.append(torch.from_numpy(train.ratings.astype(np.float32)))
-        return TensorBatches(cols, batch_size=self.config.batch_size)
+        return TensorBatches([c.to(self.device) for c in cols], batch_size=self.config.batch_size)
 
     # ------------------------------------------------------------------ training
     def _dense_rows(
@@ -208,13 +209,13 @@ class MFDNN(TorchRecommender):
     ) -> torch.Tensor:
         """sqrtN-pooled rater embeddings weighted by centred rating, per row of ``items``;
         with ``users``/``ratings`` (training rows) the row's own rating is left out."""
-        net = self.module_
+        net, dev = self.module_, items.device
         uniq, inv = torch.unique(items, return_inverse=True)
-        pos, seg, _ = gather_rows(self._rated.indptr, self._rated.indices, uniq.numpy())
-        cols = torch.from_numpy(self._rated.indices[pos].astype(np.int64))
-        vals = torch.from_numpy(self._rated.data[pos]).unsqueeze(1)
-        pooled = torch.zeros(len(uniq), net.rating_dim).index_add(
-            0, torch.from_numpy(seg), net.raters(cols) * vals
+        pos, seg, _ = gather_rows(self._rated.indptr, self._rated.indices, uniq.cpu().numpy())
+        cols = torch.from_numpy(self._rated.indices[pos].astype(np.int64)).to(dev)
+        vals = torch.from_numpy(self._rated.data[pos]).to(dev).unsqueeze(1)
+        pooled = torch.zeros(len(uniq), net.rating_dim, device=dev).index_add(
+            0, torch.from_numpy(seg).to(dev), net.raters(cols) * vals
         )
         pooled = pooled[inv]
         cnt = self._cnt[items]
@@ -229,8 +230,8 @@ class MFDNN(TorchRecommender):
         net, cfg = self.module_, self.config
         self._cache = None  # weights are about to change
         n = ratings.shape[0]
-        keep_i = torch.rand(n) >= cfg.id_dropout
-        keep_u = (torch.rand(n) >= cfg.user_id_dropout).float().unsqueeze(1)
+        keep_i = torch.rand(n, device=ratings.device) >= cfg.id_dropout
+        keep_u = (torch.rand(n, device=ratings.device) >= cfg.user_id_dropout).float().unsqueeze(1)
         idv = net.item_id(items) * keep_i.float().unsqueeze(1)
         gv = net.genre_vectors(self._g_off, self._g_idx)[items]
         rated = None
@@ -284,21 +285,22 @@ class MFDNN(TorchRecommender):
 
         Items without training rows are scored from metadata alone (no id), exactly as the
         id-dropped training rows were; users without training rows from their fields alone.
+        Computed on the module's device, kept on the CPU, where scoring happens.
         """
         if self._cache is not None:
             return self._cache
-        net = self.module_
+        net, dev = self.module_, self.device
         was_training = net.training
         net.eval()
         trained_i = (self._cnt > 0).float().unsqueeze(1)
-        dense = torch.from_numpy(self.items_.dense())
+        dense = torch.from_numpy(self.items_.dense()).to(dev)
         gv = net.genre_vectors(self._g_off, self._g_idx)[: self.n_items]
         rated = None
         if net.rating_dim:
-            rated = self._rated_input(torch.arange(self.n_items), None, None)
+            rated = self._rated_input(torch.arange(self.n_items, device=dev), None, None)
         h, b = net.items(net.item_id.weight * trained_i, gv, dense, rated)
         new_h, new_b = self._new_item_tables(*self.items_.encode_new(pd.DataFrame(index=[0])))
-        trained_u = torch.from_numpy(self.user_counts_ > 0).float().unsqueeze(1)
+        trained_u = torch.from_numpy(self.user_counts_ > 0).float().unsqueeze(1).to(dev)
         p = net.user_id.weight * trained_u
         a = net.user_bias.weight[:, 0] * trained_u[:, 0]
         if len(net.fields):
@@ -308,6 +310,7 @@ class MFDNN(TorchRecommender):
             hp, hb = self._pool(self._hist, self._centred)
             p, a = p + hp, a + hb
         cache = {"h": h, "b": b, "p": p, "a": a, "new_h": new_h[0], "new_b": new_b[0]}
+        cache["offset"] = net.offset
         if self.extra_ is not None:
             eh, eb = self._new_item_tables(
                 self.extra_.genre_offsets,
@@ -316,22 +319,23 @@ class MFDNN(TorchRecommender):
             )
             cache.update(extra_h=eh, extra_b=eb)
         net.train(was_training)
-        self._cache = cache
-        return cache
+        self._cache = {k: v.cpu() for k, v in cache.items()}
+        return self._cache
 
     @torch.no_grad()
     def _new_item_tables(
         self, offsets: np.ndarray, indices: np.ndarray, dense: np.ndarray
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Vectors and biases of items known by metadata only (no id embedding)."""
-        net = self.module_
+        """Vectors and biases of items known by metadata only (no id embedding), on the CPU."""
+        net, dev = self.module_, self.device
         n = len(offsets) - 1
         gv = net.genre_vectors(
-            torch.from_numpy(np.asarray(offsets, np.int64)),
-            torch.from_numpy(np.asarray(indices, np.int64)),
+            torch.from_numpy(np.asarray(offsets, np.int64)).to(dev),
+            torch.from_numpy(np.asarray(indices, np.int64)).to(dev),
         )[:n]
-        idv = torch.zeros(n, net.item_id.embedding_dim)
-        return net.items(idv, gv, torch.from_numpy(np.asarray(dense, np.float32)))
+        idv = torch.zeros(n, net.item_id.embedding_dim, device=dev)
+        h, b = net.items(idv, gv, torch.from_numpy(np.asarray(dense, np.float32)).to(dev))
+        return h.cpu(), b.cpu()
 
     @torch.no_grad()
     def _pool(
@@ -339,17 +343,18 @@ class MFDNN(TorchRecommender):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """sqrtN-pooled history vectors and biases of the rows of a users x items 0/1 matrix;
         ``centred`` holds the centred ratings in the order of ``hist.data`` (None: unknown,
-        the rating-weighted part is left out)."""
-        net = self.module_
+        the rating-weighted part is left out). On the module's device."""
+        net, dev = self.module_, self.device
         coo = hist.tocoo()
-        rows = torch.from_numpy(coo.row.astype(np.int64))
-        cols = torch.from_numpy(coo.col.astype(np.int64))
-        vec = torch.zeros(hist.shape[0], net.dim).index_add_(0, rows, net.hist.weight[cols])
+        rows = torch.from_numpy(coo.row.astype(np.int64)).to(dev)
+        cols = torch.from_numpy(coo.col.astype(np.int64)).to(dev)
+        n = hist.shape[0]
+        vec = torch.zeros(n, net.dim, device=dev).index_add_(0, rows, net.hist.weight[cols])
         if net.rated_history and centred is not None:
-            w = torch.from_numpy(np.asarray(centred, np.float32)).unsqueeze(1)
+            w = torch.from_numpy(np.asarray(centred, np.float32)).to(dev).unsqueeze(1)
             vec.index_add_(0, rows, net.hist_r.weight[cols] * w)
-        bias = torch.zeros(hist.shape[0]).index_add_(0, rows, net.hist_bias.weight[cols, 0])
-        cnt = torch.from_numpy(np.diff(hist.indptr).astype(np.float32))
+        bias = torch.zeros(n, device=dev).index_add_(0, rows, net.hist_bias.weight[cols, 0])
+        cnt = torch.from_numpy(np.diff(hist.indptr).astype(np.float32)).to(dev)
         norm = torch.where(cnt > 0, cnt.sqrt(), torch.ones_like(cnt))
         return vec / norm.unsqueeze(1), bias / norm
 
@@ -361,7 +366,8 @@ class MFDNN(TorchRecommender):
         self, p: torch.Tensor, a: torch.Tensor, h: torch.Tensor, b: torch.Tensor
     ) -> torch.Tensor:
         """Outputs of every (user row, item row) pair: ``link(μ + a + b + p hᵀ)``."""
-        return self._link(torch.addmm((self.module_.offset + a).unsqueeze(1) + b, p, h.T))
+        offset = self._tables()["offset"]
+        return self._link(torch.addmm((offset + a).unsqueeze(1) + b, p, h.T))
 
     # ------------------------------------------------------------------ Recommender API
     @torch.no_grad()
@@ -375,7 +381,7 @@ class MFDNN(TorchRecommender):
         t = self._tables()
         u = torch.from_numpy(np.asarray(users, dtype=np.int64))
         i = torch.from_numpy(np.asarray(items, dtype=np.int64))
-        s = self.module_.offset + t["a"][u] + t["b"][i] + (t["p"][u] * t["h"][i]).sum(1)
+        s = t["offset"] + t["a"][u] + t["b"][i] + (t["p"][u] * t["h"][i]).sum(1)
         return self._link(s).numpy()
 
     @torch.no_grad()
@@ -389,7 +395,7 @@ class MFDNN(TorchRecommender):
         p, a = t["p"][u] * ku.unsqueeze(1), t["a"][u] * ku
         h = torch.where(ki, t["h"][i], t["new_h"])
         b = torch.where(ki.squeeze(1), t["b"][i], t["new_b"])
-        return self._link(self.module_.offset + a + b + (p * h).sum(1)).numpy()
+        return self._link(t["offset"] + a + b + (p * h).sum(1)).numpy()
 
     def predict(self, users: Any, items: Any) -> np.ndarray:
         """As :meth:`Recommender.predict`; items outside the vocabulary that the training
@@ -405,7 +411,7 @@ class MFDNN(TorchRecommender):
             u = self.user_ids_.to_index(users, missing="ignore")[sel]
             p, a = self._user_terms(u, t)
             ee = torch.from_numpy(e[sel])
-            s = self.module_.offset + a + t["extra_b"][ee] + (p * t["extra_h"][ee]).sum(1)
+            s = t["offset"] + a + t["extra_b"][ee] + (p * t["extra_h"][ee]).sum(1)
             out[sel] = self._link(s).numpy()
         return out
 
@@ -449,14 +455,15 @@ class MFDNN(TorchRecommender):
         r = None if ratings is None else np.asarray(ratings, np.float64)[first]
         p, a = torch.zeros(1, net.dim), torch.zeros(1)
         if len(net.fields) and features:
-            fp, fb = net.field_terms(torch.from_numpy(self.users_.encode(dict(features))))
-            p, a = p + fp, a + fb
+            codes = torch.from_numpy(self.users_.encode(dict(features))).to(self.device)
+            fp, fb = net.field_terms(codes)
+            p, a = p + fp.cpu(), a + fb.cpu()
         if net.history and len(items):
             row = sp.csr_matrix(
                 (np.ones(len(items), np.float32), items, [0, len(items)]), shape=(1, self.n_items)
             )
             hp, hb = self._pool(row, None if r is None else r - self.items_.mu)
-            p, a = p + hp, a + hb
+            p, a = p + hp.cpu(), a + hb.cpu()
         if r is not None and len(items) and self.predicts_ratings:
             p, a = self._fold_in(p, a, items, r, t)
         return self._combine(p, a, t["h"], t["b"])[0].float()
@@ -467,7 +474,7 @@ class MFDNN(TorchRecommender):
         """Ridge least squares for (Δp, Δa) on the residuals of the given ratings."""
         idx = torch.from_numpy(items)
         h = t["h"][idx]
-        pred = self.module_.offset + a + t["b"][idx] + h @ p[0]
+        pred = t["offset"] + a + t["b"][idx] + h @ p[0]
         l2 = self.config.fold_in_l2
         w, da = ridge_fold_in(h, torch.from_numpy(r) - pred.double(), l2, l2)
         return p + w.float().unsqueeze(0), a + da.float()

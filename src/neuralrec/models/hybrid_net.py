@@ -109,7 +109,9 @@ class HybridNet(nn.Module):
         pooled rater embeddings; zeros when omitted, as for an item nobody has rated)."""
         parts = [id_vec, genre_vec, dense]
         if self.rating_dim:
-            parts.append(rated if rated is not None else torch.zeros(len(dense), self.rating_dim))
+            if rated is None:
+                rated = torch.zeros(len(dense), self.rating_dim, device=dense.device)
+            parts.append(rated)
         z = self.tower(torch.cat(parts, dim=1))
         return self.item_out(z), self.item_bias_head(z).squeeze(1)
 
@@ -118,7 +120,7 @@ class HybridNet(nn.Module):
         d = self.dim
         if not len(self.fields):
             n = codes.shape[0]
-            return torch.zeros(n, d), torch.zeros(n)
+            return torch.zeros(n, d, device=codes.device), torch.zeros(n, device=codes.device)
         total = sum(emb(codes[:, k]) for k, emb in enumerate(self.fields))
         return total[:, :d], total[:, d]
 
@@ -150,19 +152,21 @@ def pool_history_rows(
     (CSR); ``own`` is each row's centred rating. Each batch pools the full histories of its
     users, so the cost per batch is the history length of the users in it.
     """
+    dev = users.device
     uniq, inv = torch.unique(users, return_inverse=True)
-    pos, seg, lens = gather_rows(indptr, indices, uniq.numpy())
-    hist_items = torch.from_numpy(indices[pos].astype(np.int64))
-    seg_t = torch.from_numpy(seg)
-    sums = torch.zeros(len(uniq), net.dim).index_add(0, seg_t, net.hist(hist_items))
-    bsum = torch.zeros(len(uniq)).index_add(0, seg_t, net.hist_bias(hist_items).squeeze(1))
+    pos, seg, lens = gather_rows(indptr, indices, uniq.cpu().numpy())
+    hist_items = torch.from_numpy(indices[pos].astype(np.int64)).to(dev)
+    seg_t = torch.from_numpy(seg).to(dev)
+    n = len(uniq)
+    sums = torch.zeros(n, net.dim, device=dev).index_add(0, seg_t, net.hist(hist_items))
+    bsum = torch.zeros(n, device=dev).index_add(0, seg_t, net.hist_bias(hist_items).squeeze(1))
     y = net.hist(items)
     c = net.hist_bias(items).squeeze(1)
     vec = sums[inv] - y
     if net.rated_history:
-        w = torch.from_numpy(values[pos].astype(np.float32)).unsqueeze(1)
-        rsum = torch.zeros(len(uniq), net.dim).index_add(0, seg_t, net.hist_r(hist_items) * w)
+        w = torch.from_numpy(values[pos].astype(np.float32)).to(dev).unsqueeze(1)
+        rsum = torch.zeros(n, net.dim, device=dev).index_add(0, seg_t, net.hist_r(hist_items) * w)
         vec = vec + rsum[inv] - own.unsqueeze(1) * net.hist_r(items)
-    others = torch.from_numpy(lens.astype(np.float32))[inv] - 1
+    others = torch.from_numpy(lens.astype(np.float32)).to(dev)[inv] - 1
     norm = torch.where(others > 0, others.clamp_min(1).sqrt(), torch.ones_like(others))
     return vec / norm.unsqueeze(1), (bsum[inv] - c) / norm

@@ -85,11 +85,13 @@ class _UserBlocks:
         weights: np.ndarray,
         n_users: int,
         batch_size: int,
+        device: torch.device | str = "cpu",
     ) -> None:
         order = np.argsort(users, kind="stable")
-        self.items = torch.from_numpy(items[order].astype(np.int64))
-        self.ratings = torch.from_numpy(ratings[order].astype(np.float32))
-        self.weights = torch.from_numpy(weights[order].astype(np.float32))
+        self.device = torch.device(device)
+        self.items = torch.from_numpy(items[order].astype(np.int64)).to(self.device)
+        self.ratings = torch.from_numpy(ratings[order].astype(np.float32)).to(self.device)
+        self.weights = torch.from_numpy(weights[order].astype(np.float32)).to(self.device)
         counts = np.bincount(users, minlength=n_users)
         self.starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         self.counts = counts
@@ -118,8 +120,8 @@ class _UserBlocks:
             rows = np.repeat(
                 self.starts[block] - np.cumsum(np.concatenate([[0], lens[:-1]])), lens
             ) + np.arange(lens.sum())
-            rows_t = torch.from_numpy(rows)
-            seg = torch.from_numpy(np.repeat(np.arange(len(block)), lens))
+            rows_t = torch.from_numpy(rows).to(self.device)
+            seg = torch.from_numpy(np.repeat(np.arange(len(block)), lens)).to(self.device)
             yield (
                 self.items[rows_t],
                 self.ratings[rows_t],
@@ -169,7 +171,13 @@ class MFHistory(TorchRecommender):
     def _batches(self, train: Interactions) -> _UserBlocks:
         w = self._weights(train.ratings, len(train))
         return _UserBlocks(
-            train.users, train.items, train.ratings, w, train.n_users, self.config.batch_size
+            train.users,
+            train.items,
+            train.ratings,
+            w,
+            train.n_users,
+            self.config.batch_size,
+            self.device,
         )
 
     def _loss(self, batch: Batch) -> torch.Tensor:
@@ -183,10 +191,11 @@ class MFHistory(TorchRecommender):
         b = m.item_bias(items).squeeze(-1)
         wy = w.unsqueeze(1) * y
         wc = w * c
-        sums = torch.zeros(n, y.shape[1]).index_add(0, seg, wy)
-        bsum = torch.zeros(n).index_add(0, seg, wc)
-        cnt = torch.zeros(n).index_add(0, seg, torch.ones_like(w))
-        sq = torch.zeros(n).index_add(0, seg, w * w)
+        dev = y.device
+        sums = torch.zeros(n, y.shape[1], device=dev).index_add(0, seg, wy)
+        bsum = torch.zeros(n, device=dev).index_add(0, seg, wc)
+        cnt = torch.zeros(n, device=dev).index_add(0, seg, torch.ones_like(w))
+        sq = torch.zeros(n, device=dev).index_add(0, seg, w * w)
         # leave the candidate item out of its own history
         norm = pool_norm(cfg.pooling, cnt[seg] - 1, sq[seg] - w * w).unsqueeze(1)
         p = (sums[seg] - wy) / norm
@@ -202,19 +211,19 @@ class MFHistory(TorchRecommender):
     @torch.no_grad()
     def _pool(self, hist: sp.csr_matrix) -> tuple[torch.Tensor, torch.Tensor]:
         """Pooled vectors and history biases for rows of a (users x items) weight matrix."""
-        m = self.module_
+        m, dev = self.module_, self.device
         mat = _csr(  # scipy built a valid CSR: no invariant checks
-            torch.from_numpy(hist.indptr.astype(np.int64)),
-            torch.from_numpy(hist.indices.astype(np.int64)),
-            torch.from_numpy(hist.data.astype(np.float32)),
+            torch.from_numpy(hist.indptr.astype(np.int64)).to(dev),
+            torch.from_numpy(hist.indices.astype(np.int64)).to(dev),
+            torch.from_numpy(hist.data.astype(np.float32)).to(dev),
             hist.shape,
         )
         vec = mat @ m.Y.weight
         hb = (mat @ m.hist_bias.weight).squeeze(1)
-        cnt = torch.from_numpy(np.diff(hist.indptr).astype(np.float32))
+        cnt = torch.from_numpy(np.diff(hist.indptr).astype(np.float32)).to(dev)
         sq = torch.from_numpy(
             np.asarray(hist.multiply(hist).sum(axis=1)).ravel().astype(np.float32)
-        )
+        ).to(dev)
         norm = pool_norm(self.config.pooling, cnt, sq)
         return vec / norm.unsqueeze(1), hb / norm
 
@@ -233,20 +242,20 @@ class MFHistory(TorchRecommender):
     @torch.no_grad()
     def score_users(self, users: np.ndarray) -> torch.Tensor:
         vec, hb = self._user_state()
-        idx = torch.from_numpy(np.asarray(users, dtype=np.int64))
+        idx = torch.as_tensor(np.asarray(users, dtype=np.int64), device=self.device)
         m = self.module_
         return torch.addmm(
             (m.mu + hb[idx]).unsqueeze(1) + m.item_bias.weight.T, vec[idx], m.Q.weight.T
-        )
+        ).cpu()
 
     @torch.no_grad()
     def predict_idx(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         vec, hb = self._user_state()
-        u = torch.from_numpy(np.asarray(users, dtype=np.int64))
-        i = torch.from_numpy(np.asarray(items, dtype=np.int64))
+        u = torch.as_tensor(np.asarray(users, dtype=np.int64), device=self.device)
+        i = torch.as_tensor(np.asarray(items, dtype=np.int64), device=self.device)
         m = self.module_
         pred = m.mu + hb[u] + m.item_bias.weight[i, 0] + (vec[u] * m.Q.weight[i]).sum(1)
-        return pred.numpy()
+        return pred.cpu().numpy()
 
     @torch.no_grad()
     def score_history(self, items: np.ndarray, ratings: np.ndarray | None = None) -> torch.Tensor:
@@ -262,13 +271,13 @@ class MFHistory(TorchRecommender):
         )
         vec, hb = self._pool(row)
         m = self.module_
-        return (m.mu + hb[0] + m.item_bias.weight[:, 0] + m.Q.weight @ vec[0]).float()
+        return (m.mu + hb[0] + m.item_bias.weight[:, 0] + m.Q.weight @ vec[0]).float().cpu()
 
     def item_vectors(self) -> np.ndarray:
-        return self.module_.Q.weight.detach().numpy()
+        return self.module_.Q.weight.detach().cpu().numpy()
 
     def fallback_predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        b = self.module_.item_bias.weight.detach().numpy()[:, 0]
+        b = self.module_.item_bias.weight.detach().cpu().numpy()[:, 0]
         out = np.full(len(users), self.global_mean_, dtype=np.float32)
         known = (items >= 0) & (self.item_popularity_[np.maximum(items, 0)] > 0)
         out[known] += b[items[known]]

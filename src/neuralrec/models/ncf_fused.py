@@ -59,12 +59,19 @@ class FusedHead(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+        # the trainer may call backward inside its autocast block, and autocast would widen
+        # some ops here (sums) to float32 against the node's own dtype
+        with torch.autocast(grad.device.type, enabled=False):
+            return FusedHead._backward(ctx, grad)
+
+    @staticmethod
+    def _backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
         g, p = ctx.g, ctx.p
         ue, ie, w_out, *rest = ctx.saved_tensors
         n_tower = len(rest) // 3 * 2  # weights and biases; the remaining third are activations
         tower, hs = rest[:n_tower], rest[n_tower:]
         n, m, width = ie.shape
-        grad = grad.contiguous()
+        grad = grad.to(ue.dtype).contiguous()  # under autocast the incoming grad may be wider
         g_ue = torch.empty_like(ue)
         g_ie = torch.empty_like(ie)
         g_wout = torch.empty_like(w_out)
@@ -131,7 +138,12 @@ def _dropout(h: torch.Tensor, p: float, gen: torch.Generator | None) -> torch.Te
         scale = np.float32(1.0 / (1.0 - p))
         kernels.dropout_inplace(h.view(-1).numpy(), _threshold(p), scale, _seed(gen))
         return h
-    mask = dropout_mask(h.shape, p, gen).to(h.device)
+    if h.device.type != "cpu":
+        # drawn where the data lives: a host-drawn mask would cross the bus every step
+        dev_gen = torch.Generator(device=h.device).manual_seed(_seed(gen))
+        mask = torch.rand(h.shape, device=h.device, generator=dev_gen) < p
+    else:
+        mask = dropout_mask(h.shape, p, gen)
     return h.masked_fill_(mask, 0.0).mul_(1.0 / (1.0 - p))
 
 

@@ -80,15 +80,16 @@ class NCFModule(nn.Module):
         mask_seed = None
         if self.training and self.dropout:
             mask_seed = int(torch.randint(0, 2**62, (1,)))
-        return FusedHead.apply(
-            ue,
-            ie,
-            self.gmf_dim,
-            self.dropout if self.training else 0.0,
-            mask_seed,
-            float(self.mu),
-            *params,
-        )
+        args = (self.gmf_dim, self.dropout if self.training else 0.0, mask_seed, float(self.mu))
+        if ue.is_cuda and torch.is_autocast_enabled("cuda"):
+            # autocast does not reach inside a custom autograd node: cast its inputs here, where
+            # autograd sees the casts, so the node runs wholly in bfloat16 (forward and
+            # backward alike) and the parameters still receive float32 gradients
+            half = torch.get_autocast_dtype("cuda")
+            ue, ie, *params = (t.to(half) for t in (ue, ie, *params))
+            with torch.autocast("cuda", enabled=False):
+                return FusedHead.apply(ue, ie, *args, *params)
+        return FusedHead.apply(ue, ie, *args, *params)
 
     def score_all(self, users: torch.Tensor) -> torch.Tensor:
         """Scores of every item for ``users``: (len(users), n_items)."""

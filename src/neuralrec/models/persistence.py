@@ -17,6 +17,7 @@ half an artifact.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -129,8 +130,13 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def load_model(path: str | Path) -> Recommender:
-    """Load the model stored in artifact directory ``path``."""
+def load_model(path: str | Path, device: str | None = None) -> Recommender:
+    """Load the model stored in artifact directory ``path``.
+
+    ``device`` places a torch model's weights (``cpu``, ``cuda``, ``auto``); by default they go
+    where the model was trained, or to the CPU, with a warning, when that was a GPU this machine
+    lacks (a model trained on a GPU box and served from a CPU one).
+    """
     from neuralrec.models.registry import get_model_class
 
     path = Path(path)
@@ -149,7 +155,7 @@ def load_model(path: str | Path) -> Recommender:
         raise
     except Exception as exc:
         raise ArtifactError(f"{path}: cannot read artifact ({type(exc).__name__}: {exc})") from exc
-    model = cls(config)
+    model = cls(_placed(config, device, path))
     model.user_ids_ = IdMap(np.asarray(ids["users"]))
     model.item_ids_ = IdMap(np.asarray(ids["items"]))
     n_users, n_items = len(model.user_ids_), len(model.item_ids_)
@@ -175,6 +181,20 @@ def load_model(path: str | Path) -> Recommender:
         raise ArtifactError(f"{path}: weights do not match the {cls.name} model ({exc})") from exc
     model._fitted = True
     return model
+
+
+def _placed(config: Any, device: str | None, path: Path) -> Any:
+    if not hasattr(config, "device"):
+        return config  # not a torch model: nothing to place
+    if device is not None:
+        return config.replace(device=device)
+    if str(config.device).startswith("cuda") and not torch.cuda.is_available():
+        warnings.warn(
+            f"{path}: trained on {config.device}, which this machine lacks; loading on the CPU",
+            stacklevel=4,
+        )
+        return config.replace(device="cpu")
+    return config
 
 
 def _read_json(path: Path) -> Any:

@@ -71,7 +71,9 @@ class TensorBatches:
             else tuple(self.make_epoch(epoch_generator(seed, epoch, 1)))
         )
         n = len(tensors[0])
+        # drawn on the CPU whatever the data's device, so a seed gives the same order everywhere
         order = torch.randperm(n, generator=gen) if self.shuffle else torch.arange(n)
+        order = order.to(tensors[0].device)
         if world_size == 1:
             # gathering whole columns once per epoch is cheaper than indexing every batch
             shuffled = [t.index_select(0, order) for t in tensors]
@@ -86,6 +88,9 @@ class TensorBatches:
         for start in range(0, n, glob):
             size = min(glob, n - start)
             share = -(-size // world_size)
-            pos = torch.arange(start + rank * share, start + (rank + 1) * share) % n
+            pos = (
+                torch.arange(start + rank * share, start + (rank + 1) * share, device=order.device)
+                % n
+            )
             rows = order[pos]
             yield tuple(t[rows] for t in tensors)

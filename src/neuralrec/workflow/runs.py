@@ -199,11 +199,14 @@ def write_run(run: Run) -> None:
     )
 
 
-def load(path: str | Path) -> Any:
-    """The model saved in a run (or artifact) directory, ready to recommend."""
+def load(path: str | Path, device: str | None = None) -> Any:
+    """The model saved in a run (or artifact) directory, ready to recommend.
+
+    ``device`` places a torch model's weights; by default where it was trained, or the CPU.
+    """
     from neuralrec.models.base import Recommender
 
-    return Recommender.load(path)
+    return Recommender.load(path, device)
 
 
 def evaluate(path: str | Path, ks: tuple[int, ...] = (10,)) -> dict[str, float]:
