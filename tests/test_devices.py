@@ -135,3 +135,23 @@ def test_a_gpu_artifact_loads_on_a_machine_without_one(small_dataset, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         Recommender.load(tmp_path / "m", device="cpu")  # asked for: no warning
+
+
+@needs_cuda
+@pytest.mark.parametrize("name", ["biased-mf", "mf-history"])
+def test_the_gibbs_estimator_runs_on_cuda(name, data, tmp_path):
+    params = {"estimator": "gibbs", "factors": 4, "samples": 30, "burn_in": 10, "seed": 3}
+    parts, dataset = data
+    gpu = create(name, **params, device="cuda").fit(parts.train, parts.valid, dataset=dataset)
+    cpu = create(name, **params, device="cpu").fit(parts.train, parts.valid, dataset=dataset)
+    rmse = [h["rmse"] for h in (gpu.history_[-1], cpu.history_[-1])]
+    assert rmse[0] == pytest.approx(rmse[1], abs=0.02)  # different draws, the same posterior
+    history = parts.train.item_ids.to_ids([1, 4, 9])
+    top, _ = gpu.recommend_from_history(history, 5, ratings=[5, 1, 4])
+    assert len(top) == 5 and not set(top) & set(history)
+    gpu.save(tmp_path / name)
+    back = Recommender.load(tmp_path / name, device="cpu")
+    users = np.arange(parts.train.n_users)
+    np.testing.assert_allclose(
+        back.score_users(users).numpy(), gpu.score_users(users).cpu().numpy(), rtol=1e-4, atol=1e-4
+    )

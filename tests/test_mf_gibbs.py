@@ -12,6 +12,7 @@ from neuralrec.errors import ConfigError
 from neuralrec.evaluation import evaluate
 from neuralrec.models import create
 from neuralrec.models._gibbs import _draw_rows, _side
+from neuralrec.models.base import Recommender
 
 
 def test_row_draws_follow_the_conditional_posterior():
@@ -109,3 +110,93 @@ def test_gibbs_resumes_a_killed_chain_exactly(tmp_path, data):
     # a checkpoint of other settings is refused rather than silently continued
     with pytest.raises(Exception, match="different configuration"):
         create("biased-mf", **{**params, "factors": 5}).fit(data.train, checkpoint_dir=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("params", "estimator", "factors"),
+    [
+        ({}, "gibbs", 32),  # ratings and no trainer option: Gibbs sampling, 32 factors
+        ({"factors": 64, "seed": 3, "threads": 1, "samples": 50}, "gibbs", 64),
+        ({"epochs": 20}, "map", 128),  # a trainer option asks for the trainer
+        ({"lr": 0.01}, "map", 128),
+        ({"l2": 0.5}, "map", 128),  # so does a MAP penalty
+        ({"loss": "bpr"}, "map", 64),  # implicit losses have no sampler
+        ({"estimator": "map"}, "map", 128),
+        ({"estimator": "gibbs", "epochs": 5}, "gibbs", 32),  # asked for: kept
+    ],
+)
+def test_estimator_auto_picks_gibbs_for_ratings_unless_the_trainer_is_asked_for(
+    params, estimator, factors
+):
+    for name in ("biased-mf", "mf-history"):
+        if name == "mf-history" and "loss" in params:
+            continue
+        cfg = create(name, **params).config
+        assert (cfg.estimator, cfg.factors) == (estimator, factors), (name, params)
+        # the resolved values are not the user's: a replace() resolves again
+        assert "estimator" not in cfg.model_fields_set or "estimator" in params
+        expected = "gibbs" if params.get("estimator") == "gibbs" else "map"
+        assert cfg.replace(epochs=3).estimator == expected
+        # a saved config (every field written out) reads back the same
+        assert type(cfg).model_validate(cfg.model_dump(mode="json")) == cfg
+
+
+def test_gibbs_refuses_data_parallel_training(data):
+    from neuralrec.training.trainer import DistContext
+
+    for name in ("biased-mf", "mf-history"):
+        model = create(name, factors=4, samples=3, burn_in=1)
+        model.dist = DistContext(rank=0, world_size=2)
+        with pytest.raises(ConfigError, match="estimator=map"):
+            model.fit(data.train)
+
+
+def test_mf_history_gibbs_pools_history_into_the_sampled_user_rows(tmp_path):
+    # fewer users than items, so that history rows exist that pool into every user row
+    ds = synthetic_ratings(n_users=60, n_items=150, n_ratings=3000, seed=2)
+    data = split(ds.interactions, "random:0.2", seed=0, valid_fraction=0.1)
+    common = dict(factors=8, samples=60, burn_in=20, threads=1, seed=4)
+    mf = create("biased-mf", **common).fit(data.train)
+    hist = create("mf-history", **common, history_l2=1e-3).fit(
+        data.train, data.valid, checkpoint_dir=tmp_path / "ckpt"
+    )
+    assert (tmp_path / "ckpt").is_dir()  # the sampler's checkpoints go where asked
+    assert [r["stage"] for r in hist.history_][-2:] == ["gibbs", "history rows"]
+    # the same chain: item rows equal, and with a small ridge λ each training user's pooled
+    # history reproduces their sampled row
+    torch.testing.assert_close(hist.module_.Q.weight, mf.module_.Q.weight)
+    users = np.arange(data.train.n_users)
+    torch.testing.assert_close(hist.score_users(users), mf.score_users(users), atol=0.02, rtol=0)
+    # a larger λ trades that fit for smoother history rows; both score new users from items
+    smooth = create("mf-history", **common, history_l2=3.0).fit(data.train)
+    fitted = evaluate(hist, data, protocol="rating").summary()["rating/rmse"]
+    assert fitted <= evaluate(smooth, data, protocol="rating").summary()["rating/rmse"] + 1e-6
+    ids = data.train.item_ids.to_ids(np.arange(5))
+    top, _ = smooth.recommend_from_history(ids, k=5, ratings=[5, 4, 1, 2, 5])
+    assert len(top) == 5 and not set(top) & set(ids)
+    # saved and loaded, it scores the same
+    smooth.save(tmp_path / "m")
+    back = Recommender.load(tmp_path / "m")
+    torch.testing.assert_close(back.score_users(users), smooth.score_users(users))
+
+
+def test_gibbs_folds_in_a_new_user_under_the_fitted_prior(tmp_path):
+    ds = synthetic_ratings(n_users=200, n_items=60, n_ratings=6000, seed=5)
+    data = ds.interactions
+    new = np.isin(data.users, np.arange(20))
+    model = create("biased-mf", factors=4, samples=60, burn_in=20, threads=1)
+    model.fit(data.subset(np.flatnonzero(~new)))
+    model.save(tmp_path / "m")  # the prior travels with the artifact
+    loaded = Recommender.load(tmp_path / "m")
+    folded, item_only = [], []
+    ib = model.module_.item_bias.weight.detach()[:, 0].numpy()
+    mu = float(model.module_.mu)
+    for u in range(20):
+        rows = np.flatnonzero(data.users == u)
+        seen, rest = rows[:8], rows[8:]
+        scores = loaded.score_history(data.items[seen], data.ratings[seen]).numpy()
+        folded.append(scores[data.items[rest]] - data.ratings[rest])
+        item_only.append(mu + ib[data.items[rest]] - data.ratings[rest])
+    rmse = float(np.sqrt(np.mean(np.concatenate(folded) ** 2)))
+    base = float(np.sqrt(np.mean(np.concatenate(item_only) ** 2)))
+    assert rmse < base - 0.02, (rmse, base)

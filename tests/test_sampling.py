@@ -147,9 +147,10 @@ def test_losses_against_hand_computation():
 
 
 def test_loss_dependent_defaults_follow_the_loss():
-    mse = BiasedMFConfig()
+    mse = BiasedMFConfig(estimator="map")
     implicit = BiasedMFConfig(loss="bpr")
     assert mse.monitor == "rmse" and mse.lr_schedule == "cosine" and mse.factors == 128
+    assert BiasedMFConfig().factors == 32  # the default estimator for ratings: Gibbs
     assert implicit.monitor == "ndcg@10"
     for key, value in BiasedMFConfig.LOSS_DEFAULTS["bpr"].items():
         assert getattr(implicit, key) == value

@@ -44,9 +44,9 @@ def test_tune_searches_on_validation_and_refits(ratings_file, tmp_path):
     summary = json.loads((out / "tune.json").read_text())
     values = [t["value"] for t in summary["trials"] if t["state"] == "COMPLETE"]
     assert res.best_value == pytest.approx(min(values))
-    # the search starts from the model's defaults
+    # the search starts from the model's defaults (the trainer's: its space is trainer options)
     first = summary["trials"][0]["params"]
-    defaults = create("biased-mf").config
+    defaults = create("biased-mf", estimator="map").config
     assert first == {k: getattr(defaults, k) for k in first} and set(first) >= {"factors", "l2"}
     # the refitted run trains on train+validation and its config reproduces that
     cfg = RunConfig.from_file(out / "best")

@@ -80,7 +80,7 @@ def _draw_hyper(w: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, to
 
 def _gamma(shape: torch.Tensor, rate: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     # torch's gamma sampler takes no generator: draw it from numpy with a seed from ``gen``
-    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen).item())
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen, device=gen.device).item())
     draw = np.random.default_rng(seed).gamma(shape.cpu().numpy(), 1.0 / rate.cpu().numpy())
     return torch.as_tensor(draw, dtype=shape.dtype, device=shape.device)
 
@@ -214,3 +214,48 @@ def _rows(w_user: torch.Tensor, w_item: torch.Tensor) -> dict[str, torch.Tensor]
 def _split(total: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
     u, i = total["user"] / n, total["item"] / n
     return {"P": u[:, 1:], "Q": i[:, 1:], "user_bias": u[:, :1], "item_bias": i[:, :1]}
+
+
+#: TrainConfig fields that do not steer the optimiser (seed, threads, device, amp apply to both)
+_SHARED_FIELDS = frozenset({"seed", "threads", "device", "amp"})
+
+#: the estimator choice, shared by biased-mf and mf-history's configs
+ESTIMATOR_HELP = (
+    "auto (default): gibbs for ratings (loss=mse) unless an option of the trainer or of the MAP "
+    "objective (epochs, lr, optimizer, batch_size, l2, ...) is set, else map; map: minimise the "
+    "regularised loss with the trainer; gibbs: the posterior mean of Bayesian biased MF, drawn by "
+    "Gibbs sampling (the priors are learned, so the MAP objective's penalties are unused)"
+)
+
+
+def resolve_estimator(
+    config: Any, map_fields: frozenset[str], gibbs_defaults: dict[str, Any], *, implicit: bool
+) -> None:
+    """Turn ``estimator="auto"`` into ``map`` or ``gibbs`` and fill the Gibbs defaults.
+
+    Called from a config's validator: setting any MAP-only option (the trainer's, or the
+    penalties listed in ``map_fields``) asks for the trainer, as does an implicit loss (no Gibbs
+    sampler exists for it). Fields set this way are not marked as user-set, so ``replace()``
+    resolves again.
+    """
+    from neuralrec.training.config import TrainConfig
+
+    if config.estimator == "auto":
+        trainer = (set(TrainConfig.model_fields) - _SHARED_FIELDS) | map_fields
+        asked = trainer & set(config.model_fields_set)
+        object.__setattr__(config, "estimator", "map" if implicit or asked else "gibbs")
+    if config.estimator == "gibbs":
+        for key, value in gibbs_defaults.items():
+            if key not in config.model_fields_set:
+                object.__setattr__(config, key, value)
+
+
+def refuse_data_parallel(model: Any) -> None:
+    """The sampler runs in one process: a data-parallel fit must use the trainer."""
+    from neuralrec.errors import ConfigError
+
+    if model.dist is not None and model.dist.world_size > 1:
+        raise ConfigError(
+            f"{model.name}: estimator=gibbs runs in one process; set estimator=map to train "
+            "data-parallel"
+        )

@@ -1,8 +1,10 @@
 """BiasedMF, the latent factor model (LFM) of the lectures and of Koren et al. (2009).
 
-r̂_ui = μ + a_u + b_i + p_uᵀq_i, trained by mini-batch SGD-family optimizers on
-mean (r_ui − r̂_ui)² + λ(‖p_u‖² + ‖q_i‖²) + λ_b(a_u² + b_i²) over the rows of each batch
-(L2 on the parameters the batch uses, as per-sample SGD applies it).
+r̂_ui = μ + a_u + b_i + p_uᵀq_i. Two estimators (``estimator``; ``auto`` picks, see
+docs/defaults.md): ``gibbs``, the posterior mean of Bayesian biased MF drawn by Gibbs sampling
+(:mod:`neuralrec.models._gibbs`; the default for ratings), and ``map``, mini-batch SGD-family
+optimizers on mean (r_ui − r̂_ui)² + λ(‖p_u‖² + ‖q_i‖²) + λ_b(a_u² + b_i²) over the rows of
+each batch (L2 on the parameters the batch uses, as per-sample SGD applies it).
 
 With ``loss=bpr`` (Rendle et al., "BPR: Bayesian Personalized Ranking from Implicit Feedback",
 UAI 2009) or ``loss=bce`` it is a ranking model on implicit feedback: score = b_i + p_uᵀq_i,
@@ -21,11 +23,12 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import torch
 import torch.distributed as dist
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from neuralrec.data.interactions import Interactions
 from neuralrec.errors import ConfigError
+from neuralrec.models._gibbs import ESTIMATOR_HELP, refuse_data_parallel, resolve_estimator
 from neuralrec.models.cold_start import ridge_fold_in
 from neuralrec.models.registry import register
 from neuralrec.models.torch_base import TorchRecommender
@@ -66,12 +69,7 @@ class BiasedMFConfig(ImplicitTrainConfig):
     loss: Literal["mse", "bce", "bpr"] = Field(
         "mse", description="mse on ratings; bpr or bce on implicit feedback (sampled negatives)"
     )
-    estimator: Literal["map", "gibbs"] = Field(
-        "map",
-        description="map: minimise the regularised loss with the trainer; gibbs (loss=mse only): "
-        "the posterior mean of Bayesian biased MF, drawn by Gibbs sampling (l2, reg_exponent, "
-        "bias_l2 and the optimizer options are then unused: the priors are learned)",
-    )
+    estimator: Literal["auto", "map", "gibbs"] = Field("auto", description=ESTIMATOR_HELP)
     samples: int = Field(100, ge=1, description="estimator=gibbs: sweeps of the sampler")
     burn_in: int = Field(
         20, ge=0, description="estimator=gibbs: first sweeps left out of the posterior mean"
@@ -93,6 +91,36 @@ class BiasedMFConfig(ImplicitTrainConfig):
             "lr_schedule": "constant",
         }
         for loss in ("bpr", "bce")
+    }
+    #: options only the MAP estimator uses (besides the trainer's): setting one picks it
+    MAP_FIELDS: ClassVar[frozenset[str]] = frozenset({"l2", "reg_exponent", "bias_l2"})
+    #: defaults under estimator=gibbs (docs/defaults.md: 64 factors were no better than 32)
+    GIBBS_DEFAULTS: ClassVar[dict[str, Any]] = {"factors": 32}
+
+    @model_validator(mode="after")
+    def _pick_estimator(self) -> BiasedMFConfig:
+        resolve_estimator(self, self.MAP_FIELDS, self.GIBBS_DEFAULTS, implicit=self.implicit)
+        return self
+
+
+def _fold_in_prior(rows: Mapping[str, torch.Tensor], train: Interactions, mu: float) -> dict:
+    """What a new user's row is folded in under, after Gibbs sampling: the spread of the
+    training users' rows [a_u, p_u] (a Normal prior per coordinate) and the residual variance."""
+    rows = {k: v.detach().cpu() for k, v in rows.items()}
+    user_rows = torch.cat([rows["user_bias"], rows["P"]], 1).double()
+    u = torch.from_numpy(train.users.astype(np.int64))
+    i = torch.from_numpy(train.items.astype(np.int64))
+    pred = (
+        mu
+        + rows["user_bias"][u, 0].double()
+        + rows["item_bias"][i, 0].double()
+        + (rows["P"][u].double() * rows["Q"][i].double()).sum(1)
+    )
+    noise = float((torch.from_numpy(train.ratings.astype(np.float64)) - pred).square().mean())
+    return {
+        "mean": user_rows.mean(0).tolist(),
+        "var": user_rows.var(0).clamp_min(1e-6).tolist(),
+        "noise": max(noise, 1e-6),
     }
 
 
@@ -238,6 +266,7 @@ class BiasedMF(TorchRecommender):
             return
         if cfg.implicit or train.ratings is None:
             raise ConfigError("biased-mf: estimator=gibbs needs loss=mse and explicit ratings")
+        refuse_data_parallel(self)
         self._fit_gibbs(train, valid, dataset, checkpoint_dir)
 
     def _fit_gibbs(
@@ -304,6 +333,7 @@ class BiasedMF(TorchRecommender):
             on_state=on_state,
         )
         self._load_rows(rows)
+        self.meta_["fold_in"] = _fold_in_prior(rows, train, float(self.meta_["mu"]))
         self.history_ = history
         self.module_.eval()
 
@@ -447,8 +477,17 @@ class BiasedMF(TorchRecommender):
             ratings = np.full(len(items), min(mu + 1.0, 5.0))
         idx = torch.from_numpy(np.asarray(items, dtype=np.int64))
         y = torch.from_numpy(np.asarray(ratings, dtype=np.float64)) - mu - ib[idx]
-        n = len(idx)
-        w, a = ridge_fold_in(
-            q[idx], y, max(self.config.l2, 1e-3) * n, max(self.config.bias_l2, 1e-3) * n
-        )
+        prior = self.meta_.get("fold_in")
+        if prior is not None:  # Gibbs: the posterior mean under the users' fitted prior
+            x = torch.cat([torch.ones(len(idx), 1, dtype=torch.float64), q[idx]], 1)
+            mean = torch.tensor(prior["mean"], dtype=torch.float64)
+            prec = 1.0 / torch.tensor(prior["var"], dtype=torch.float64)
+            tau = 1.0 / prior["noise"]
+            row = torch.linalg.solve(tau * x.T @ x + torch.diag(prec), tau * x.T @ y + prec * mean)
+            a, w = row[0], row[1:]
+        else:
+            n = len(idx)
+            w, a = ridge_fold_in(
+                q[idx], y, max(self.config.l2, 1e-3) * n, max(self.config.bias_l2, 1e-3) * n
+            )
         return (mu + a + ib + q @ w).float()

@@ -6,6 +6,11 @@ Koren 2008's asymmetric-SVD normalisation, which the lectures found best). The c
 left out of its own history during training, so the model learns to score items a user has not
 yet rated. No user-id parameter exists: a user who arrives after training is scored from their
 history alone, without retraining.
+
+Two estimators, as for biased-mf (``estimator``, ``auto`` picks): ``map`` trains the above with
+the trainer; ``gibbs`` (the default for ratings) samples Bayesian biased MF and then fits the
+history rows so that each training user's pooled history reproduces their sampled user row
+(ridge, ``history_l2``; docs/defaults.md).
 """
 
 from __future__ import annotations
@@ -14,17 +19,24 @@ from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar, Literal
 
 import numpy as np
+import scipy.linalg
 import scipy.sparse as sp
+import scipy.sparse.linalg
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from neuralrec.data.interactions import Interactions
+from neuralrec.errors import ConfigError
+from neuralrec.models._gibbs import ESTIMATOR_HELP, refuse_data_parallel, resolve_estimator
 from neuralrec.models._sparse_ops import _csr
 from neuralrec.models.registry import register
 from neuralrec.models.torch_base import TorchRecommender
 from neuralrec.training.batches import Batch, epoch_generator
 from neuralrec.training.config import LRSchedule, TrainConfig
+
+#: above this many items the history rows are solved by conjugate gradients, not densely
+DENSE_SOLVE_ITEMS = 20_000
 
 
 class MFHistoryConfig(TrainConfig):
@@ -47,6 +59,26 @@ class MFHistoryConfig(TrainConfig):
     lr_schedule: LRSchedule = "cosine"
     monitor: str = "rmse"
     patience: int = 5
+    estimator: Literal["auto", "map", "gibbs"] = Field("auto", description=ESTIMATOR_HELP)
+    samples: int = Field(100, ge=1, description="estimator=gibbs: sweeps of the sampler")
+    burn_in: int = Field(
+        20, ge=0, description="estimator=gibbs: first sweeps left out of the posterior mean"
+    )
+    history_l2: float = Field(
+        0.1,
+        gt=0,
+        description="estimator=gibbs: ridge λ of the history rows fitted to the sampled user "
+        "rows (small: training users as the factor model scores them; larger: better for "
+        "users who arrive later)",
+    )
+
+    MAP_FIELDS: ClassVar[frozenset[str]] = frozenset({"l2", "bias_l2"})
+    GIBBS_DEFAULTS: ClassVar[dict[str, Any]] = {"factors": 32}
+
+    @model_validator(mode="after")
+    def _pick_estimator(self) -> MFHistoryConfig:
+        resolve_estimator(self, self.MAP_FIELDS, self.GIBBS_DEFAULTS, implicit=False)
+        return self
 
 
 class HistoryModule(nn.Module):
@@ -234,10 +266,102 @@ class MFHistory(TorchRecommender):
             self._user_cache = cached
         return cached
 
-    def _fit(self, *args: Any, **kwargs: Any) -> None:
+    def _fit(
+        self,
+        train: Interactions,
+        valid: Interactions | None,
+        *,
+        dataset: Any,
+        checkpoint_dir: Any,
+        quiet: bool,
+    ) -> None:
         self._user_cache = None
-        super()._fit(*args, **kwargs)
+        if self.config.estimator == "gibbs":
+            self._fit_gibbs(train, valid, dataset, checkpoint_dir, quiet)
+        else:
+            super()._fit(train, valid, dataset=dataset, checkpoint_dir=checkpoint_dir, quiet=quiet)
         self._user_cache = None
+
+    def _fit_gibbs(
+        self,
+        train: Interactions,
+        valid: Interactions | None,
+        dataset: Any,
+        checkpoint_dir: Any,
+        quiet: bool,
+    ) -> None:
+        """Bayesian biased MF by Gibbs sampling (biased-mf's sampler, checkpoints included),
+        then the history rows: the ridge solution of pool(history) ≈ [p_u, a_u] over the
+        training users, so a training user's pooled history stands in for their sampled user
+        row and a new user's history maps to one the same way."""
+        from neuralrec.models.mf import BiasedMF
+
+        cfg = self.config
+        if train.ratings is None:
+            raise ConfigError("mf-history needs explicit ratings")
+        refuse_data_parallel(self)
+        factor_model = BiasedMF(
+            estimator="gibbs",
+            factors=cfg.factors,
+            samples=cfg.samples,
+            burn_in=cfg.burn_in,
+            init_std=cfg.init_std,
+            seed=cfg.seed,
+            threads=cfg.threads,
+            device=cfg.device,
+        )
+        factor_model.fit(
+            train,
+            valid,
+            checkpoint_dir=checkpoint_dir,
+            quiet=quiet,
+            on_epoch_end=self._epoch_callback,
+        )
+        self.meta_ = self._module_meta(train, dataset)
+        self.module_ = self._build_module(self.meta_).to(self.device)
+        self._prepare(train, dataset)
+        rows = factor_model.module_
+        y, c = self._history_rows(rows.P.weight, rows.user_bias.weight)
+        with torch.no_grad():
+            m = self.module_
+            m.Q.weight.copy_(rows.Q.weight)
+            m.item_bias.weight.copy_(rows.item_bias.weight)
+            m.Y.weight.copy_(y)
+            m.hist_bias.weight.copy_(c)
+        self.module_.eval()
+        # the sweeps' records validate the factor model; the last one this model
+        self.history_ = [{**r, "stage": "gibbs"} for r in factor_model.history_]
+        if valid is not None and len(valid):
+            record = {"epoch": len(self.history_) + 1, "stage": "history rows"}
+            record.update(self._validator(train, valid)())
+            self.history_.append(record)
+
+    def _history_rows(
+        self, user_rows: torch.Tensor, user_bias: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """argmin_Y ‖A Y − [P, a]‖² + λ‖Y‖², A the pooling matrix of the training histories."""
+        hist, lam = self._hist, self.config.history_l2
+        cnt = torch.from_numpy(np.diff(hist.indptr).astype(np.float64))
+        sq = torch.from_numpy(np.asarray(hist.multiply(hist).sum(axis=1), np.float64).ravel())
+        norm = pool_norm(self.config.pooling, cnt, sq).numpy()
+        a = (sp.diags(1.0 / norm) @ hist.astype(np.float64)).tocsr()
+        target = torch.cat([user_rows, user_bias], 1).detach().cpu().double().numpy()
+        rhs = np.asarray(a.T @ target)
+        n_items = hist.shape[1]
+        if n_items <= DENSE_SOLVE_ITEMS:
+            gram = (a.T @ a).toarray()
+            gram[np.diag_indices_from(gram)] += lam
+            y = scipy.linalg.solve(gram, rhs, assume_a="pos")
+        else:  # conjugate gradients on the normal equations, never forming AᵀA
+            op = scipy.sparse.linalg.LinearOperator(
+                (n_items, n_items), matvec=lambda v: a.T @ (a @ v) + lam * v, dtype=np.float64
+            )
+            y = np.stack(
+                [scipy.sparse.linalg.cg(op, rhs[:, j], rtol=1e-8)[0] for j in range(rhs.shape[1])],
+                axis=1,
+            )
+        y = torch.from_numpy(y.astype(np.float32))
+        return y[:, :-1], y[:, -1:]
 
     @torch.no_grad()
     def score_users(self, users: np.ndarray) -> torch.Tensor:
