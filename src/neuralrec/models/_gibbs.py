@@ -26,7 +26,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from neuralrec.errors import ConfigError
 from neuralrec.models._sparse_ops import _csr
+from neuralrec.training.config import TrainConfig
 
 #: rows of one side whose precision matrices are formed and factorised at once
 CHUNK_ROWS = 4096
@@ -238,8 +240,6 @@ def resolve_estimator(
     sampler exists for it). Fields set this way are not marked as user-set, so ``replace()``
     resolves again.
     """
-    from neuralrec.training.config import TrainConfig
-
     if config.estimator == "auto":
         trainer = (set(TrainConfig.model_fields) - _SHARED_FIELDS) | map_fields
         asked = trainer & set(config.model_fields_set)
@@ -252,8 +252,6 @@ def resolve_estimator(
 
 def refuse_data_parallel(model: Any) -> None:
     """The sampler runs in one process: a data-parallel fit must use the trainer."""
-    from neuralrec.errors import ConfigError
-
     if model.dist is not None and model.dist.world_size > 1:
         raise ConfigError(
             f"{model.name}: estimator=gibbs runs in one process; set estimator=map to train "

@@ -102,17 +102,30 @@ class UserSegments:
 def ridge_fold_in(
     factors: torch.Tensor,
     residuals: torch.Tensor,
-    l2: float,
+    l2: float | torch.Tensor,
     bias_l2: float,
+    prior: tuple[torch.Tensor, float] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Solve ``min_w,a Σ_j (e_j − w·q_j − a)² + l2‖w‖² + bias_l2·a²`` in float64.
+    """Solve ``min_w,a Σ_j (e_j − w·q_j − a)² + l2‖w − w₀‖² + bias_l2·(a − a₀)²`` in float64.
 
     ``factors`` holds the rated items' vectors q_j (rows), ``residuals`` e_j what the rest of
-    the model leaves unexplained (rating − μ − b_j − prior terms). Returns ``(w, a)``.
+    the model leaves unexplained (rating − μ − b_j − prior terms). ``l2`` may be one penalty
+    per factor; ``prior`` is ``(w₀, a₀)``, zero when omitted (a Normal prior's mean, with the
+    penalties its precisions over the noise's). Returns ``(w, a)``.
     """
     q = factors.double()
     x = torch.cat([q, torch.ones(len(q), 1, dtype=torch.float64)], dim=1)
-    reg = torch.full((x.shape[1],), float(l2), dtype=torch.float64)
+    reg = torch.empty(x.shape[1], dtype=torch.float64)
+    reg[:-1] = torch.as_tensor(l2, dtype=torch.float64)
     reg[-1] = float(bias_l2)
-    w = torch.linalg.solve(x.T @ x + torch.diag(reg), x.T @ residuals.double())
+    rhs = x.T @ residuals.double()
+    if prior is not None:
+        mean = torch.cat(
+            [
+                torch.as_tensor(prior[0], dtype=torch.float64).reshape(-1),
+                torch.tensor([float(prior[1])], dtype=torch.float64),
+            ]
+        )
+        rhs = rhs + reg * mean
+    w = torch.linalg.solve(x.T @ x + torch.diag(reg), rhs)
     return w[:-1], w[-1]

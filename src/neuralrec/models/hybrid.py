@@ -310,7 +310,7 @@ class MFDNN(TorchRecommender):
             hp, hb = self._pool(self._hist, self._centred)
             p, a = p + hp, a + hb
         cache = {"h": h, "b": b, "p": p, "a": a, "new_h": new_h[0], "new_b": new_b[0]}
-        cache["offset"] = net.offset
+        cache["offset"] = net.offset  # a buffer on the module's device, kept with the tables
         if self.extra_ is not None:
             eh, eb = self._new_item_tables(
                 self.extra_.genre_offsets,

@@ -482,12 +482,10 @@ class BiasedMF(TorchRecommender):
         y = torch.from_numpy(np.asarray(ratings, dtype=np.float64)) - mu - ib[idx]
         prior = self.meta_.get("fold_in")
         if prior is not None:  # Gibbs: the posterior mean under the users' fitted prior
-            x = torch.cat([torch.ones(len(idx), 1, dtype=torch.float64), q[idx]], 1)
+            # rows are [a_u, p_u]; the penalties are the prior's precisions over the noise's
             mean = torch.tensor(prior["mean"], dtype=torch.float64)
-            prec = 1.0 / torch.tensor(prior["var"], dtype=torch.float64)
-            tau = 1.0 / prior["noise"]
-            row = torch.linalg.solve(tau * x.T @ x + torch.diag(prec), tau * x.T @ y + prec * mean)
-            a, w = row[0], row[1:]
+            pen = prior["noise"] / torch.tensor(prior["var"], dtype=torch.float64)
+            w, a = ridge_fold_in(q[idx], y, pen[1:], float(pen[0]), (mean[1:], float(mean[0])))
         else:
             n = len(idx)
             w, a = ridge_fold_in(

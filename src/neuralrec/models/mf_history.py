@@ -252,12 +252,16 @@ class MFHistory(TorchRecommender):
         )
         vec = mat @ m.Y.weight
         hb = (mat @ m.hist_bias.weight).squeeze(1)
-        cnt = torch.from_numpy(np.diff(hist.indptr).astype(np.float32)).to(dev)
+        norm = self._pool_divisor(hist).to(dev)
+        return vec / norm.unsqueeze(1), hb / norm
+
+    def _pool_divisor(self, hist: sp.csr_matrix) -> torch.Tensor:
+        """Per row of a (users x items) weight matrix, what its weighted sum is divided by."""
+        cnt = torch.from_numpy(np.diff(hist.indptr).astype(np.float32))
         sq = torch.from_numpy(
             np.asarray(hist.multiply(hist).sum(axis=1)).ravel().astype(np.float32)
-        ).to(dev)
-        norm = pool_norm(self.config.pooling, cnt, sq)
-        return vec / norm.unsqueeze(1), hb / norm
+        )
+        return pool_norm(self.config.pooling, cnt, sq)
 
     def _user_state(self) -> tuple[torch.Tensor, torch.Tensor]:
         cached = getattr(self, "_user_cache", None)
@@ -341,9 +345,8 @@ class MFHistory(TorchRecommender):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """argmin_Y ‖A Y − [P, a]‖² + λ‖Y‖², A the pooling matrix of the training histories."""
         hist, lam = self._hist, self.config.history_l2
-        cnt = torch.from_numpy(np.diff(hist.indptr).astype(np.float64))
-        sq = torch.from_numpy(np.asarray(hist.multiply(hist).sum(axis=1), np.float64).ravel())
-        norm = pool_norm(self.config.pooling, cnt, sq).numpy()
+        # the same divisor scoring pools with, so A Y is what _pool computes
+        norm = self._pool_divisor(hist).double().numpy()
         a = (sp.diags(1.0 / norm) @ hist.astype(np.float64)).tocsr()
         target = torch.cat([user_rows, user_bias], 1).detach().cpu().double().numpy()
         rhs = np.asarray(a.T @ target)
