@@ -66,6 +66,7 @@ RECBOLE_NEUMF = {
     "optimizer": "adam",
     "lr": 1e-3,
     "weight_decay": 0.0,
+    "l2": 0.0,  # RecBole's NeuMF has no penalty (ours defaults to 1e-3)
     "epochs": 300,
     "patience": 10,
 }

@@ -212,10 +212,12 @@ class MLP(_NCF):
 
 
 class NeuMFConfig(NCFConfig):
-    """NCF options with NeuMF's own default: a running mean of the weights from epoch 2
-    (docs/implicit.md: validation NDCG@10 0.2487 against 0.2383 over seeds 0-2)."""
+    """NCF options with NeuMF's own defaults, chosen on validation NDCG@10 over seeds 0-2
+    (docs/implicit.md): a running mean of the weights from epoch 2 (0.2487 against 0.2383)
+    and λ = 1e-3 on the embedding rows a batch uses (0.2526 against 0.2487)."""
 
     average_from: int | None = 2
+    l2: float = Field(1e-3, ge=0, description=NCFConfig.model_fields["l2"].description)
 
 
 @register
