@@ -416,7 +416,9 @@ def main() -> None:
         default=os.environ.get("RECBOLE_PYTHON", "/work/venv-recbole/bin/python"),
     )
     ap.add_argument("--loo1m-max-epochs", type=int, default=20)
-    ap.add_argument("--loo-models", default="", help="only these models of the loo piece")
+    ap.add_argument(
+        "--loo-models", default="", help="only these models of the loo and loo1m pieces"
+    )
     ap.add_argument(
         "--no-loo-refit",
         action="store_true",
@@ -467,7 +469,11 @@ def main() -> None:
             )
         elif piece == "loo1m":
             res = piece_loo(
-                "ml-1m-triples", seeds[:1], args.loo1m_max_epochs, refit=not args.no_loo_refit
+                "ml-1m-triples",
+                seeds[:1],
+                args.loo1m_max_epochs,
+                args.loo_models and args.loo_models.split(","),
+                not args.no_loo_refit,
             )
         else:
             raise SystemExit(f"unknown piece {piece!r}")

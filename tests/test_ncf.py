@@ -198,3 +198,46 @@ def test_in_place_dropout_drops_what_the_mask_says():
     torch.testing.assert_close(
         _dropout(h.double(), 0.25, torch.Generator().manual_seed(5)), dropped.double()
     )
+
+
+@pytest.mark.parametrize(("g", "layers"), [(6, (8, 6, 4)), (0, (8, 4)), (6, ())])
+def test_distinct_row_lookup_matches_per_pair_rows(g, layers):
+    """Training looks each distinct user and item up once; scores, the per-occurrence L2
+    penalty and every gradient equal the per-pair path (the one the GPU takes)."""
+    torch.manual_seed(0)
+    mod = NCFModule(7, 11, g, layers, init_std=0.5).double()
+    users = torch.tensor([3, 1, 3, 3, 6])
+    items = torch.tensor([[2, 9, 2], [4, 4, 0], [2, 10, 9], [7, 2, 2], [0, 5, 1]])
+    weights = torch.randn(5, 3, dtype=torch.float64)
+
+    def run(distinct: bool):
+        mod.zero_grad()
+        if distinct:
+            out, sq = mod.scores_and_penalty(users, items)
+        else:
+            ue, ie = mod.user(users), mod.item(items)
+            out, sq = mod._scores(ue, ie), ue.square().sum() + ie.square().sum()
+        ((out * weights).sum() + 0.1 * sq).backward()
+        grads = {k: p.grad.to_dense().clone() for k, p in mod.named_parameters()}
+        return out.detach(), sq.detach(), grads
+
+    out, sq, grads = run(True)
+    ref_out, ref_sq, ref_grads = run(False)
+    torch.testing.assert_close(out, ref_out)
+    torch.testing.assert_close(sq, ref_sq)
+    for name, grad in ref_grads.items():
+        torch.testing.assert_close(grads[name], grad, msg=name)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1 / 0.9])
+def test_compiled_relu_backward_matches_aten(scale):
+    from neuralrec.models.ncf_fused import _relu_grad
+
+    torch.manual_seed(0)
+    dh, h = torch.randn(33, 2, 17), torch.relu(torch.randn(33, 2, 17))
+    want = torch.ops.aten.threshold_backward(dh, h, 0.0) * scale
+    torch.testing.assert_close(_relu_grad(dh.clone(), h, scale), want)
+    # the same on a non-contiguous input, which takes aten's path
+    torch.testing.assert_close(
+        _relu_grad(dh.transpose(0, 2), h.transpose(0, 2), scale), want.transpose(0, 2)
+    )

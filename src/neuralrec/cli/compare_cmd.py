@@ -16,8 +16,9 @@ from neuralrec.errors import ConfigError
 QUICKSTART_MODELS = ("bias", "biased-mf", "mf-history", "ease")
 #: whose item factors give the quickstart's neighbours: biased-mf fitted by the trainer, whose
 #: factor cosines group films by audience far better than the Gibbs posterior mean's do
-#: (Toy Story: 5-6 family films of 10 against 1-3). cdae's item space follows genres better
-#: over all movies, but its fit takes ~90 s here against ~5 s (docs/hybrid.md)
+#: (Toy Story: 5-6 family films of 10 against 1-3). BPR with popularity-drawn negatives and
+#: cdae follow genres better over all movies, but fit in 60-90 s against ~5 s, and on u1's
+#: training part give Toy Story 4 of 10 against 6 (docs/hybrid.md)
 NEIGHBOURS_MODEL = ("biased-mf", {"estimator": "map"})
 #: neighbours come from movies with at least this many training ratings
 QUICKSTART_MIN_COUNT = 20

@@ -154,15 +154,15 @@ class _NCF(TorchRecommender):
         if cfg.implicit:
             users, pos, neg = batch
             items = torch.cat([pos.unsqueeze(1), neg], dim=1)
-            logits, ue, ie = m.scores_and_rows(users, items)
+            logits, penalty = m.scores_and_penalty(users, items, bool(cfg.l2))
             loss = implicit_loss(cfg.loss, logits[:, 0], logits[:, 1:])
         else:
             users, items, ratings = batch
-            logits, ue, ie = m.scores_and_rows(users, items.unsqueeze(1))
+            logits, penalty = m.scores_and_penalty(users, items.unsqueeze(1), bool(cfg.l2))
             loss = mse(logits.squeeze(1), ratings)
         if cfg.l2:
             # λ(‖p_u‖² + Σ‖q_i‖²) over the rows of the batch, per positive (BPR's convention)
-            loss = loss + cfg.l2 * (ue.square().sum() + ie.square().sum()) / len(users)
+            loss = loss + cfg.l2 * penalty / len(users)
         return loss
 
     # ------------------------------------------------------------------ scoring

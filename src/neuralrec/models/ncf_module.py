@@ -61,17 +61,38 @@ class NCFModule(nn.Module):
         With gradients on, the head runs as one fused autograd node (:class:`FusedHead`):
         same values and gradients as the layer-by-layer graph, a third of the autograd work.
         """
-        return self.scores_and_rows(users, items)[0]
+        return self.scores_and_penalty(users, items, penalty=False)[0]
 
-    def scores_and_rows(
-        self, users: torch.Tensor, items: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Scores plus the embedding rows they used (for L2 on the rows of a batch)."""
-        ue = self.user(users)
-        ie = self.item(items)
-        return self._scores(ue, ie), ue, ie
+    def scores_and_penalty(
+        self, users: torch.Tensor, items: torch.Tensor, penalty: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Scores plus Σ‖p_u‖² + Σ‖q_i‖² over the batch's rows, counted per occurrence (the
+        rows' L2 penalty; None unless ``penalty``).
 
-    def _scores(self, ue: torch.Tensor, ie: torch.Tensor) -> torch.Tensor:
+        Training on the CPU looks each distinct user and item up once (the fused head reads
+        them through the inverse indices): its first layer then runs on about half the rows.
+        """
+        if not (torch.is_grad_enabled() and users.device.type == "cpu"):
+            ue, ie = self.user(users), self.item(items)
+            sq = ue.square().sum() + ie.square().sum() if penalty else None
+            return self._scores(ue, ie), sq
+        uniq_u, u_inv = torch.unique(users, return_inverse=True)
+        uniq_i, i_inv = torch.unique(items, return_inverse=True)
+        ue, ie = self.user(uniq_u), self.item(uniq_i)
+        sq = None
+        if penalty:
+            n_u = torch.bincount(u_inv, minlength=len(uniq_u)).to(ue.dtype)
+            n_i = torch.bincount(i_inv.reshape(-1), minlength=len(uniq_i)).to(ie.dtype)
+            sq = n_u @ ue.square().sum(1) + n_i @ ie.square().sum(1)
+        return self._scores(ue, ie, u_inv, i_inv), sq
+
+    def _scores(
+        self,
+        ue: torch.Tensor,
+        ie: torch.Tensor,
+        u_inv: torch.Tensor | None = None,
+        i_inv: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         if not torch.is_grad_enabled():
             return self._head(ue, ie, None)
         params = [self.out.weight, self.out.bias]
@@ -80,7 +101,14 @@ class NCFModule(nn.Module):
         mask_seed = None
         if self.training and self.dropout:
             mask_seed = int(torch.randint(0, 2**62, (1,)))
-        args = (self.gmf_dim, self.dropout if self.training else 0.0, mask_seed, float(self.mu))
+        args = (
+            u_inv,
+            i_inv,
+            self.gmf_dim,
+            self.dropout if self.training else 0.0,
+            mask_seed,
+            float(self.mu),
+        )
         if ue.is_cuda and torch.is_autocast_enabled("cuda"):
             # autocast does not reach inside a custom autograd node: cast its inputs here, where
             # autograd sees the casts, so the node runs wholly in bfloat16 (forward and

