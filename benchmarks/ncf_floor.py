@@ -3,7 +3,8 @@
     NEURALREC_DATA_HOME=../shared/datasets PYTHONPATH=src python benchmarks/ncf_floor.py
 
 ``products``: the epoch's matrix products alone (the tower's forward and backward at the
-fused head's shapes), timed by themselves: the arithmetic floor of an epoch.
+fused head's shapes: the first layer on the batch's distinct users and items, their mean counts
+taken from a real epoch's batches), timed by themselves: the arithmetic floor of an epoch.
 ``training``: wall seconds per epoch of ``neumf`` after a warm-up fit, and the torch profiler's
 seconds per epoch in matrix-product ops (mm, addmm, bmm) against everything else.
 Writes the ``floor`` section of benchmarks/results/ncf_floor.json.
@@ -21,25 +22,38 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import neuralrec as nr
 from _common import print_table, write_results
 from bench_ncf import RECBOLE_NEUMF, ml100k_split
+from neuralrec.models.ncf import NeuMFConfig
+from neuralrec.training.implicit import implicit_batches
 
 PRODUCT_OPS = ("aten::mm", "aten::addmm", "aten::bmm")
 
 
-def products(steps: int, batch: int, rounds: int = 5) -> dict[str, float]:
-    """Seconds of one epoch's tower products (1 negative: 2 rows a positive)."""
+def distinct_rows(parts) -> tuple[int, int, int]:
+    """Steps of an epoch and the mean distinct users and items of its batches."""
+    cfg = NeuMFConfig(**RECBOLE_NEUMF)
+    users, items = [], []
+    for u, pos, neg in implicit_batches(parts.train, cfg).epoch(0, 0):
+        users.append(len(torch.unique(u)))
+        items.append(len(torch.unique(torch.cat([pos, neg.reshape(-1)]))))
+    return len(users), round(sum(users) / len(users)), round(sum(items) / len(items))
+
+
+def products(steps: int, batch: int, n_users: int, n_items: int, rounds: int = 5) -> dict:
+    """Seconds of one epoch's tower products (1 negative: 2 rows a positive); the first layer
+    runs on ``n_users`` distinct users and ``n_items`` distinct items a batch."""
     d = RECBOLE_NEUMF["factors"]
     h1, h2 = RECBOLE_NEUMF["layers"][1:]
     n = 2 * batch
     r = torch.randn
-    ue, ie, w1u, w1i, w2 = r(batch, d), r(n, d), r(h1, d), r(h1, d), r(h2, h1)
-    a1, g2, g1, gu = r(n, h1), r(n, h2), r(n, h1), r(batch, h1)
+    ue, ie, w1u, w1i, w2 = r(n_users, d), r(n_items, d), r(h1, d), r(h1, d), r(h2, h1)
+    a1, g2, g1, gu = r(n, h1), r(n, h2), r(n_items, h1), r(n_users, h1)
 
     def step() -> None:
         ue @ w1u.T, ie @ w1i.T, a1 @ w2.T  # forward
         g2.T @ a1, g2 @ w2  # second layer backward
         gu.T @ ue, g1.T @ ie, gu @ w1u, g1 @ w1i  # first layer backward
 
-    macs = batch * d * h1 * 3 + n * d * h1 * 3 + n * h1 * h2 * 3
+    macs = n_users * d * h1 * 3 + n_items * d * h1 * 3 + n * h1 * h2 * 3
     for _ in range(20):
         step()
     times = []
@@ -78,8 +92,14 @@ def training(epochs: int = 4) -> dict[str, float]:
 def main() -> None:
     torch.set_num_threads(1)
     batch = RECBOLE_NEUMF["batch_size"]
-    steps = -(-len(ml100k_split(0).train) // batch)
-    res = {"steps": steps, "products": products(steps, batch), "training": training()}
+    steps, n_users, n_items = distinct_rows(ml100k_split(0))
+    res = {
+        "steps": steps,
+        "distinct_users_per_batch": n_users,
+        "distinct_items_per_batch": n_items,
+        "products": products(steps, batch, n_users, n_items),
+        "training": training(),
+    }
     print_table([{"piece": "products alone", **res["products"]}], "matrix products of one epoch")
     print_table([res["training"]], "neumf training, per epoch (profiled)")
     write_results("ncf_floor", {"floor": res})
