@@ -281,6 +281,7 @@ FREQUENT = 50
 
 def neighbours(title: str = "Toy Story (1995)", k: int = 10) -> dict:
     ds = nr.load_dataset("ml-100k")
+    u1_train = nr.split(ds.interactions, "u1").train
     out = {}
     for label, (name, params) in NEIGHBOUR_MODELS.items():
         model, _ = _fit(name, ds.interactions, ds, **params)
@@ -305,7 +306,7 @@ def neighbours(title: str = "Toy Story (1995)", k: int = 10) -> dict:
             found, _ = other.similar_items(other.find_item(title), k, min_count=MIN_COUNT)
             per_seed[seed] = sum(_family(g) for g in ds.items.loc[found, "genres"])
         print(f"{label}: family/animation among the {k} by seed: {per_seed}")
-        part, _ = _fit(name, nr.split(ds.interactions, "u1").train, ds, **params)
+        part, _ = _fit(name, u1_train, ds, **params)
         found, _ = part.similar_items(part.find_item(title), k, min_count=MIN_COUNT)
         on_u1 = sum(_family(g) for g in ds.items.loc[found, "genres"])
         print(f"{label}: family/animation among the {k}, fitted on u1's training part: {on_u1}")

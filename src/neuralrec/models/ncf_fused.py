@@ -199,7 +199,8 @@ def _weighted_rows(w: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
 
 
 def _relu_grad(dh: torch.Tensor, h: torch.Tensor, scale: float) -> torch.Tensor:
-    """dh · (h > 0) · scale, written over ``dh`` (a temporary of the backward pass)."""
+    """dh · (h > 0) · scale; on the compiled path written over ``dh`` (a temporary of the
+    backward pass)."""
     cpu32 = dh.device.type == "cpu" and dh.dtype == h.dtype == torch.float32
     if cpu32 and dh.is_contiguous() and h.is_contiguous():
         # one compiled pass, in place: aten's ReLU backward and the scale are two passes and
