@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -241,3 +243,91 @@ def test_compiled_relu_backward_matches_aten(scale):
     torch.testing.assert_close(
         _relu_grad(dh.transpose(0, 2), h.transpose(0, 2), scale), want.transpose(0, 2)
     )
+
+
+def _random_head(g, layers, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    width = g + (layers[0] // 2 if layers else 0)
+    ue, ie = torch.randn(7, width, generator=gen), torch.randn(11, width, generator=gen)
+    u_inv = torch.randint(0, 7, (9,), generator=gen)
+    i_inv = torch.randint(0, 11, (9, 3), generator=gen)
+    w_out = torch.randn(1, g + (layers[-1] if layers else 0), generator=gen)
+    tower = []
+    for a, b in itertools.pairwise(layers):
+        tower += [torch.randn(b, a, generator=gen), torch.randn(b, generator=gen)]
+    grad = torch.randn(9, 3, generator=gen)
+    return ue, ie, u_inv, i_inv, w_out, torch.randn(1, generator=gen), tower, grad
+
+
+@pytest.mark.parametrize(
+    ("g", "layers", "p"),
+    [(8, (16, 12, 6), 0.0), (8, (16, 12, 6), 0.3), (0, (16, 8), 0.2), (8, (), 0.0),
+     (6, (8, 4, 6, 2), 0.4)],
+)  # fmt: skip
+def test_compiled_head_matches_the_torch_head(g, layers, p, monkeypatch):
+    """The CPU float32 head's compiled gathers, ReLU/dropout passes and scatters give the
+    torch ops' activations (the same dropout masks), logits and gradients."""
+    from neuralrec.models import ncf_fused
+
+    ue, ie, u_inv, i_inv, w_out, b_out, tower, grad = _random_head(g, layers)
+
+    def run():
+        logits, hs = ncf_fused.head_forward(
+            ue, ie, u_inv, i_inv, g, p, 123, 0.5, w_out, b_out, tower
+        )
+        g_ue, g_ie, g_wout, g_bout, g_tower = ncf_fused.head_backward(
+            grad, ue, ie, u_inv, i_inv, g, p, w_out, tower, hs
+        )
+        return [logits, *hs], [g_ue, g_ie, g_wout, g_bout, *g_tower]
+
+    assert ncf_fused._compiled(ue, ie, u_inv, i_inv, w_out, tower)
+    outs, grads = run()
+    monkeypatch.setattr(ncf_fused, "_compiled", lambda *a: False)
+    ref_outs, ref_grads = run()
+    for a, b in zip(outs, ref_outs, strict=True):
+        torch.testing.assert_close(a, b)
+    for a, b in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    if p:  # some entries of every layer were dropped
+        assert all((h == 0).any() for h in outs[1:])
+
+
+@pytest.mark.parametrize("loss", ["bce", "bpr", "mse"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_hand_written_step_matches_autograd(loss, dtype):
+    """loss_with_grads (one CPU process: no autograd graph; float32 runs the compiled head)
+    gives the loss and every parameter's gradient that autograd gives, L2 penalty included."""
+    from neuralrec.training.losses import implicit_loss, mse
+
+    torch.manual_seed(0)
+    mod = NCFModule(7, 11, 6, (8, 6, 4), init_std=0.5, mu=3.0 if loss == "mse" else 0.0)
+    mod = mod.to(dtype)
+    users = torch.tensor([3, 1, 3, 3, 6])
+    m = 1 if loss == "mse" else 3
+    items = torch.randint(0, 11, (5, m))
+    target = torch.rand(5, dtype=dtype) * 4 + 1 if loss == "mse" else None
+    l2 = 0.05
+    value = mod.loss_with_grads(users, items, loss, l2, target)
+    hand = {k: p.grad.to_dense().clone() for k, p in mod.named_parameters()}
+    assert mod.user.weight.grad.is_sparse and mod.user.weight.grad.is_coalesced()
+    mod.zero_grad()
+    logits, penalty = mod.scores_and_penalty(users, items)
+    if loss == "mse":
+        ref = mse(logits[:, 0], target)
+    else:
+        ref = implicit_loss(loss, logits[:, 0], logits[:, 1:])
+    ref = ref + l2 * penalty / len(users)
+    ref.backward()
+    torch.testing.assert_close(value, ref.detach())
+    for name, p in mod.named_parameters():
+        torch.testing.assert_close(hand[name], p.grad.to_dense(), msg=name)
+
+
+def test_distinct_rows_scan_equals_unique():
+    mod = NCFModule(50, 3000, 4, (8, 4))
+    gen = torch.Generator().manual_seed(0)
+    for n, rows in [(1, 50), (7, 50), (400, 50), (40, 3000), (400, 3000)]:
+        idx = torch.randint(0, rows, (n, 3), generator=gen)
+        uniq, inv = mod._distinct(idx, rows)
+        want_uniq, want_inv = torch.unique(idx, return_inverse=True)
+        assert torch.equal(uniq, want_uniq) and torch.equal(inv, want_inv)

@@ -414,3 +414,22 @@ def test_biased_mf_hand_written_gradients_match_autograd():
     assert out.loss.item() == pytest.approx(ref.item(), rel=1e-5)
     for got, p in zip(manual, m.parameters(), strict=True):
         torch.testing.assert_close(got, p.grad.coalesce().to_dense(), rtol=1e-5, atol=1e-5)
+
+
+def test_compiled_step_follows_replaced_state_and_storage():
+    """The compiled step caches array views of a parameter and its state: loading a state
+    dict or swapping the parameter's storage must not leave it writing to the old arrays."""
+    emb = nn.Embedding(5, 2, sparse=True)
+    opt = RowSparse(emb.parameters(), "adam", 0.1)
+    emb(torch.tensor([1, 3])).sum().backward()
+    opt.step()
+    saved = {k: v.clone() for k, v in opt.state[emb.weight].items()}
+    opt.step()  # same gradient: moves the state on
+    opt.load_state_dict({"state": {0: saved}, "param_groups": opt.state_dict()["param_groups"]})
+    opt.step()
+    assert opt.state[emb.weight]["row_step"][1].item() == 2
+    emb.weight.data = emb.weight.data.clone()
+    before = emb.weight.detach().clone()
+    opt.step()
+    assert not torch.equal(emb.weight.detach()[1], before[1])
+    assert opt.state[emb.weight]["row_step"][1].item() == 3

@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from pydantic import Field, field_validator
 from torch import nn
 
@@ -36,7 +37,7 @@ from neuralrec.models.registry import register
 from neuralrec.models.torch_base import TorchRecommender
 from neuralrec.training.batches import Batch, BatchSource, TensorBatches
 from neuralrec.training.implicit import ImplicitTrainConfig, implicit_batches
-from neuralrec.training.losses import implicit_loss, mse
+from neuralrec.training.losses import GradientsSet, implicit_loss, mse
 
 
 class NCFConfig(ImplicitTrainConfig):
@@ -148,9 +149,18 @@ class _NCF(TorchRecommender):
         tensors.append(torch.tensor(train.ratings, device=dev))
         return TensorBatches(tensors, batch_size=cfg.batch_size)
 
-    def _loss(self, batch: Batch) -> torch.Tensor:
+    def _loss(self, batch: Batch) -> torch.Tensor | GradientsSet:
         m = self.module_
         cfg = self.config
+        if self.device.type == "cpu" and not (dist.is_available() and dist.is_initialized()):
+            # one CPU process: the head writes the gradients itself, no autograd graph
+            if cfg.implicit:
+                users, pos, neg = batch
+                items = torch.cat([pos.unsqueeze(1), neg], dim=1)
+                return GradientsSet(m.loss_with_grads(users, items, cfg.loss, cfg.l2))
+            users, items, ratings = batch
+            loss = m.loss_with_grads(users, items.unsqueeze(1), "mse", cfg.l2, ratings)
+            return GradientsSet(loss)
         if cfg.implicit:
             users, pos, neg = batch
             items = torch.cat([pos.unsqueeze(1), neg], dim=1)

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neuralrec.models.ncf_fused import FusedHead
+from neuralrec.models.ncf_fused import FusedHead, head_backward, head_forward
+from neuralrec.training.losses import loss_and_grad
 
 #: (users x items x width) floats per chunk when scoring every item through the tower
 _SCORE_CHUNK = 1 << 23
@@ -53,6 +55,8 @@ class NCFModule(nn.Module):
         nn.init.kaiming_uniform_(self.out.weight, a=1, nonlinearity="sigmoid")
         nn.init.zeros_(self.out.bias)
         self.register_buffer("mu", torch.tensor(float(mu)))
+        # work space of the compiled distinct-rows scan, per table size (not state)
+        self._marks: dict[int, np.ndarray] = {}
 
     # ------------------------------------------------------------------ scoring
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
@@ -76,8 +80,8 @@ class NCFModule(nn.Module):
             ue, ie = self.user(users), self.item(items)
             sq = ue.square().sum() + ie.square().sum() if penalty else None
             return self._scores(ue, ie), sq
-        uniq_u, u_inv = torch.unique(users, return_inverse=True)
-        uniq_i, i_inv = torch.unique(items, return_inverse=True)
+        uniq_u, u_inv = self._distinct(users, self.user.num_embeddings)
+        uniq_i, i_inv = self._distinct(items, self.item.num_embeddings)
         ue, ie = self.user(uniq_u), self.item(uniq_i)
         sq = None
         if penalty:
@@ -85,6 +89,75 @@ class NCFModule(nn.Module):
             n_i = torch.bincount(i_inv.reshape(-1), minlength=len(uniq_i)).to(ie.dtype)
             sq = n_u @ ue.square().sum(1) + n_i @ ie.square().sum(1)
         return self._scores(ue, ie, u_inv, i_inv), sq
+
+    @torch.no_grad()
+    def loss_with_grads(
+        self,
+        users: torch.Tensor,
+        items: torch.Tensor,
+        loss: str,
+        l2: float,
+        target: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """One training batch's loss (``loss`` on the scores of ``users`` (B,) against
+        ``items`` (B, m), plus ``l2`` times the rows' penalty per positive), with every
+        parameter's ``.grad`` written directly: sparse and coalesced for the two tables.
+
+        The same arithmetic as :meth:`scores_and_penalty` followed by ``backward()``, without
+        the autograd graph, whose engine, the loss's nodes and the tables' sparse backward
+        cost a tenth of a NeuMF epoch on the CPU. Single process only: the data-parallel
+        wrapper averages gradients through autograd hooks.
+        """
+        uniq_u, u_inv = self._distinct(users, self.user.num_embeddings)
+        uniq_i, i_inv = self._distinct(items, self.item.num_embeddings)
+        ue = self.user.weight.index_select(0, uniq_u)
+        ie = self.item.weight.index_select(0, uniq_i)
+        tower = [t for layer in self.tower for t in (layer.weight, layer.bias)]
+        w_out, b_out = self.out.weight, self.out.bias
+        g, p = self.gmf_dim, self.dropout if self.training else 0.0
+        seed = int(torch.randint(0, 2**62, (1,))) if p else None
+        mu = float(self.mu)
+        logits, hs = head_forward(ue, ie, u_inv, i_inv, g, p, seed, mu, w_out, b_out, tower)
+        value, dlogits = loss_and_grad(loss, logits, target)
+        g_ue, g_ie, g_wout, g_bout, g_tower = head_backward(
+            dlogits, ue, ie, u_inv, i_inv, g, p, w_out, tower, hs
+        )
+        if l2:
+            # λ Σ‖row‖² counted per occurrence, divided by the batch's positives
+            n_u = torch.bincount(u_inv, minlength=len(uniq_u)).to(ue.dtype)
+            n_i = torch.bincount(i_inv.reshape(-1), minlength=len(uniq_i)).to(ie.dtype)
+            scale = l2 / len(users)
+            value = value + scale * (n_u @ ue.square().sum(1) + n_i @ ie.square().sum(1))
+            g_ue.addcmul_(ue, n_u.unsqueeze(1), value=2 * scale)
+            g_ie.addcmul_(ie, n_i.unsqueeze(1), value=2 * scale)
+        for table, rows, grad in ((self.user, uniq_u, g_ue), (self.item, uniq_i, g_ie)):
+            table.weight.grad = torch.sparse_coo_tensor(
+                rows.unsqueeze(0),
+                grad,
+                table.weight.shape,
+                is_coalesced=True,
+                check_invariants=False,
+            )
+        for param, grad in zip(tower, g_tower, strict=True):
+            param.grad = grad
+        w_out.grad, b_out.grad = g_wout, g_bout
+        return value
+
+    def _distinct(self, idx: torch.Tensor, n_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """torch.unique(idx, return_inverse=True); for a table not much larger than the batch,
+        one compiled scan of its rows (a sixth of the time of unique's sort)."""
+        if n_rows > 16 * idx.numel() or idx.device.type != "cpu":
+            return torch.unique(idx, return_inverse=True)
+        from neuralrec.training import kernels
+
+        mark = self._marks.get(n_rows)
+        if mark is None:
+            mark = self._marks[n_rows] = np.full(n_rows, -1, dtype=np.int64)
+        uniq = torch.empty(min(n_rows, idx.numel()), dtype=torch.int64)
+        inv = torch.empty(idx.shape, dtype=torch.int64)
+        flat = idx.reshape(-1).numpy()
+        count = kernels.distinct_rows(flat, mark, uniq.numpy(), inv.view(-1).numpy())
+        return uniq[:count], inv
 
     def _scores(
         self,

@@ -54,8 +54,9 @@ def adam_rows(
     """Lazy Adam: the occurrences of each row are summed (as coalescing would), then each
     touched row takes one Adam step with its own step count for the bias correction.
 
-    ``slot`` (one int per table row, all -1 between calls), ``scratch`` (at least len(rows) x
-    k) and ``uniq`` (at least len(rows)) are work space the caller keeps between calls.
+    ``slot`` (one int per table row, all -1 between calls), ``scratch`` (at least as many rows
+    as distinct ``rows``, k wide) and ``uniq`` (as long) are work space the caller keeps
+    between calls.
     """
     n, k = grads.shape
     count = 0
@@ -191,3 +192,165 @@ def relu_grad_inplace(dh, h, scale):  # pragma: no cover - compiled
     for i in range(dh.shape[0]):
         v = dh[i]
         dh[i] = v * scale if h[i] > 0 else zero
+
+
+# ---------------------------------------------------------------------------- NCF head
+# The NCF head (models/ncf_fused.py) on one CPU process: the gathers of distinct rows into
+# (user, item) pairs, the ReLU and dropout passes and the scatters of their gradients back to
+# the distinct rows, one pass each instead of a chain of torch ops and temporaries. The matrix
+# products stay with torch. Dropout masks are dropout_inplace's for the same array layout.
+
+
+@njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+def relu_dropout_inplace(x, threshold, scale, seed):  # pragma: no cover - compiled
+    """ReLU, then inverted dropout with :func:`dropout_inplace`'s mask (flat, even length)."""
+    t = np.uint32(threshold)
+    lo = np.uint32(seed & 0xFFFFFFFF)
+    hi = np.uint32((seed >> 32) & 0xFFFFFFFF)
+    zero = np.float32(0.0)
+    for b in range(x.shape[0] // 2):
+        z = _hash32(b, lo, hi)
+        u, v = x[2 * b], x[2 * b + 1]
+        x[2 * b] = u * scale if u > zero and (z & np.uint32(0xFFFF)) >= t else zero
+        x[2 * b + 1] = v * scale if v > zero and (z >> np.uint32(16)) >= t else zero
+
+
+@njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+def ncf_first_layer(user_half, item_half, u_inv, i_inv, threshold, scale, seed, out):
+    # pragma: no cover - compiled
+    """out[b, j] = dropout(relu(item_half[i_inv[b, j]] + user_half[u_inv[b]])): the first
+    tower layer of every pair from its distinct rows' halves (width even; threshold 0: no
+    dropout), with the mask dropout_inplace draws for out's flat layout."""
+    n, m = i_inv.shape
+    k = out.shape[2]
+    half = k // 2
+    t = np.uint32(threshold)
+    lo = np.uint32(seed & 0xFFFFFFFF)
+    hi = np.uint32((seed >> 32) & 0xFFFFFFFF)
+    zero = np.float32(0.0)
+    for b in range(n):
+        u = user_half[u_inv[b]]
+        for j in range(m):
+            it = item_half[i_inv[b, j]]
+            o = out[b, j]
+            if threshold == 0:
+                for f in range(k):
+                    v = it[f] + u[f]
+                    o[f] = v if v > zero else zero
+            else:
+                base = (b * m + j) * half
+                for f in range(half):
+                    z = _hash32(base + f, lo, hi)
+                    v0 = it[2 * f] + u[2 * f]
+                    v1 = it[2 * f + 1] + u[2 * f + 1]
+                    o[2 * f] = v0 * scale if v0 > zero and (z & np.uint32(0xFFFF)) >= t else zero
+                    o[2 * f + 1] = v1 * scale if v1 > zero and (z >> np.uint32(16)) >= t else zero
+
+
+@njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+def ncf_gmf_logits(ue, ie, u_inv, i_inv, w, g, logits):  # pragma: no cover - compiled
+    """logits[b, j] += Σ_f<g ue[u_inv[b], f] · w[f] · ie[i_inv[b, j], f]."""
+    n, m = i_inv.shape
+    for b in range(n):
+        p = ue[u_inv[b]]
+        for j in range(m):
+            q = ie[i_inv[b, j]]
+            s = np.float32(0.0)
+            for f in range(g):
+                s += p[f] * w[f] * q[f]
+            logits[b, j] += s
+
+
+@njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+def ncf_gmf_backward(grad, ue, ie, u_inv, i_inv, w, g, g_ue, g_ie, g_w):
+    # pragma: no cover - compiled
+    """Gradients of :func:`ncf_gmf_logits` from the logits' ``grad`` (n, m): written over the
+    first g columns of ``g_ue`` and ``g_ie`` (per distinct row) and over ``g_w`` (g,)."""
+    n, m = i_inv.shape
+    zero = np.float32(0.0)
+    for r in range(g_ue.shape[0]):
+        for f in range(g):
+            g_ue[r, f] = zero
+    for r in range(g_ie.shape[0]):
+        for f in range(g):
+            g_ie[r, f] = zero
+    for f in range(g):
+        g_w[f] = zero
+    for b in range(n):
+        u = u_inv[b]
+        p = ue[u]
+        gp = g_ue[u]
+        for j in range(m):
+            i = i_inv[b, j]
+            c = grad[b, j]
+            q = ie[i]
+            gq = g_ie[i]
+            for f in range(g):
+                g_w[f] += c * p[f] * q[f]
+                gp[f] += c * w[f] * q[f]
+                gq[f] += c * w[f] * p[f]
+
+
+@njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+def ncf_out_backward(grad, w, h, scale, g_w, dpre):  # pragma: no cover - compiled
+    """The output layer's backward into the last tower layer, for rows r of h (R, k):
+    g_w[f] = Σ_r grad[r] · h[r, f] and dpre[r, f] = grad[r] · w[f] · scale where h > 0."""
+    k = h.shape[1]
+    zero = np.float32(0.0)
+    for f in range(k):
+        g_w[f] = zero
+    for r in range(h.shape[0]):
+        c = grad[r]
+        cs = c * scale
+        hr = h[r]
+        dr = dpre[r]
+        for f in range(k):
+            v = hr[f]
+            g_w[f] += c * v
+            dr[f] = cs * w[f] if v > zero else zero
+
+
+@njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+def ncf_first_layer_backward(dh, h, u_inv, i_inv, scale, du, di, db):
+    # pragma: no cover - compiled
+    """ReLU's backward (with dropout's scale) through the first layer's output h (n, m, k),
+    summed per distinct user into ``du``, per distinct item into ``di`` and over all into
+    ``db`` (all three written over)."""
+    n, m = i_inv.shape
+    k = h.shape[2]
+    zero = np.float32(0.0)
+    du[:] = zero
+    di[:] = zero
+    db[:] = zero
+    for b in range(n):
+        gu = du[u_inv[b]]
+        for j in range(m):
+            gi = di[i_inv[b, j]]
+            d = dh[b, j]
+            hv = h[b, j]
+            for f in range(k):
+                x = d[f] * scale if hv[f] > zero else zero
+                gu[f] += x
+                gi[f] += x
+                db[f] += x
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def distinct_rows(idx, mark, uniq, inv):  # pragma: no cover - compiled
+    """The distinct values of ``idx`` in increasing order into ``uniq`` (returns how many) and
+    each entry's position among them into ``inv``: torch.unique(sorted, return_inverse) by
+    one scan of the table's rows. ``mark`` (one int per table row, all -1 between calls) is
+    work space the caller keeps."""
+    for s in range(idx.shape[0]):
+        mark[idx[s]] = 0
+    count = 0
+    for r in range(mark.shape[0]):
+        if mark[r] == 0:
+            mark[r] = count
+            uniq[count] = r
+            count += 1
+    for s in range(idx.shape[0]):
+        inv[s] = mark[idx[s]]
+    for j in range(count):
+        mark[uniq[j]] = -1
+    return count

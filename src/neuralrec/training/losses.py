@@ -55,6 +55,38 @@ def mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (pred - target).square().mean()
 
 
+def loss_and_grad(
+    name: str, logits: torch.Tensor, target: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss called ``name`` and its gradient with respect to ``logits``, derived by hand
+    for models that write their own gradients (:class:`GradientsSet`).
+
+    For "bce" and "bpr", ``logits`` (B, 1 + k) holds each positive in column 0 and its k
+    negatives after it, as :func:`implicit_loss` takes them; for "mse", ``logits`` (B, 1) are
+    predictions of ``target`` (B,).
+    """
+    if name == "bce":
+        n = logits.numel()
+        loss = (F.softplus(-logits[:, 0]).sum() + F.softplus(logits[:, 1:]).sum()) / n
+        grad = torch.sigmoid(logits)
+        grad[:, 0] -= 1.0
+        return loss, grad.div_(n)
+    if name == "bpr":
+        diff = logits[:, 1:] - logits[:, :1]
+        loss = F.softplus(diff).mean()
+        per_pair = torch.sigmoid(diff).div_(diff.numel())
+        grad = torch.empty_like(logits)
+        grad[:, 1:] = per_pair
+        grad[:, 0] = -per_pair.sum(1)
+        return loss, grad
+    if name == "mse":
+        if target is None:
+            raise ValueError("mse needs the target ratings")
+        err = logits[:, 0] - target
+        return err.square().mean(), err.mul_(2.0 / len(err)).unsqueeze(1)
+    raise ValueError(f"unknown loss {name!r}; use one of {', '.join(LOSSES)}")
+
+
 def implicit_loss(name: str, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
     """The implicit loss called ``name`` ("bce" or "bpr") on positive and negative scores."""
     if name == "bce":

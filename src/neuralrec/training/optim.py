@@ -67,9 +67,9 @@ class RowSparse:
             {**self.defaults, **g, "params": list(g["params"])} for g in groups
         ]
         self.state: dict[torch.Tensor, dict[str, Any]] = {}
-        # work space of the compiled Adam loop (not optimizer state: never checkpointed)
-        self._work: dict[torch.Tensor, tuple[np.ndarray, ...]] = {}
-        self._all_rows: dict[int, np.ndarray] = {}
+        # array views and work space of the compiled loops per parameter (not optimizer state:
+        # never checkpointed; dropped when the state is replaced)
+        self._plans: dict[tuple[torch.Tensor, bool], tuple[int, Any]] = {}
 
     # ------------------------------------------------------------------ torch-like API
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -95,6 +95,7 @@ class RowSparse:
         for group, saved in zip(self.param_groups, state["param_groups"], strict=True):
             group.update({k: tuple(v) if k == "betas" else v for k, v in saved.items()})
         params = [p for g in self.param_groups for p in g["params"]]
+        self._plans.clear()
         self.state = {
             params[int(i)]: {
                 k: v.to(params[int(i)].device) if isinstance(v, torch.Tensor) else v
@@ -129,6 +130,41 @@ class RowSparse:
         :mod:`~neuralrec.training.kernels` (False: not covered, use torch). A sparse gradient
         goes in uncoalesced; a dense one as every row once (row-wise Adagrad's dense rule is
         element-wise Adagrad, which has no loop here)."""
+        key = (p, grad.is_sparse)
+        plan = self._plans.get(key)
+        # a parameter whose storage was swapped (``p.data = ...``) needs new array views
+        if plan is None or plan[0] != p.data_ptr():
+            plan = self._plans[key] = (p.data_ptr(), self._plan(p, grad, group))
+        prepared = plan[1]
+        if prepared is None:
+            return False
+        kernel, rows, arrays = prepared
+        if grad.is_sparse:
+            rows = grad._indices()[0].numpy()
+            values = grad._values()
+        else:
+            values = grad
+        g = values.reshape(len(rows), -1).numpy()
+        if not g.flags.c_contiguous:
+            g = np.ascontiguousarray(g)
+        lr, eps = float(group["lr"]), float(group["eps"])
+        if self.kind == "sgd":
+            kernel(*arrays, rows, g, lr)
+        elif self.kind == "rowwise-adagrad":
+            kernel(*arrays, rows, g, lr, eps)
+        else:
+            b1, b2 = group["betas"]
+            table, m, v, steps, *work = arrays
+            kernel(table, m, v, steps, rows, g, lr, b1, b2, eps, *work)
+        return True
+
+    def _plan(
+        self, p: torch.Tensor, grad: torch.Tensor, group: dict
+    ) -> tuple[Any, np.ndarray | None, tuple[np.ndarray, ...]] | None:
+        """The kernel, the row indices of a dense gradient and the arrays (the parameter, its
+        state, work space) that :meth:`_compiled_step` passes for ``p``; None when the update
+        is not covered. Prepared once per parameter: the per-step cost of building these views
+        was larger than the update itself for small layers."""
         if (
             self.kind not in COMPILED
             or group["weight_decay"]
@@ -138,43 +174,27 @@ class RowSparse:
             or not p.is_contiguous()
             or (not grad.is_sparse and (self.kind == "rowwise-adagrad" or _lazy(p)))
         ):
-            return False
+            return None
         from neuralrec.training import kernels  # numba: imported (and compiled) on first use
 
         n_rows = p.shape[0]
-        if grad.is_sparse:
-            rows = grad._indices()[0].numpy()
-            values = grad._values()
-        else:
-            rows = self._all_rows.get(n_rows)
-            if rows is None:
-                rows = self._all_rows[n_rows] = np.arange(n_rows, dtype=np.int64)
-            values = grad
-        g = np.ascontiguousarray(values.reshape(len(rows), -1).numpy())
+        rows = None if grad.is_sparse else np.arange(n_rows, dtype=np.int64)
         table = p.detach().view(n_rows, -1).numpy()
         state = self.state.setdefault(p, {})
-        lr, eps = float(group["lr"]), float(group["eps"])
         if self.kind == "sgd":
-            kernels.sgd_rows(table, rows, g, lr)
-        elif self.kind == "rowwise-adagrad":
+            return kernels.sgd_rows, rows, (table,)
+        if self.kind == "rowwise-adagrad":
             acc = state.setdefault("row_sum", torch.zeros(n_rows, dtype=p.dtype))
-            kernels.rowwise_adagrad_rows(table, acc.numpy(), rows, g, lr, eps)
-        else:
-            b1, b2 = group["betas"]
-            m, v = (_slot(state, name, p).view(n_rows, -1) for name in ("exp_avg", "exp_avg_sq"))
-            steps = state.setdefault("row_step", torch.zeros(n_rows, dtype=p.dtype))
-            work = self._work.get(p)
-            if work is None or len(work[2]) < len(rows):
-                work = (
-                    np.full(n_rows, -1, dtype=np.int64),
-                    np.empty((len(rows), table.shape[1]), dtype=np.float32),
-                    np.empty(len(rows), dtype=np.int64),
-                )
-                self._work[p] = work
-            kernels.adam_rows(
-                table, m.numpy(), v.numpy(), steps.numpy(), rows, g, lr, b1, b2, eps, *work
-            )
-        return True
+            return kernels.rowwise_adagrad_rows, rows, (table, acc.numpy())
+        m, v = (_slot(state, name, p).view(n_rows, -1) for name in ("exp_avg", "exp_avg_sq"))
+        steps = state.setdefault("row_step", torch.zeros(n_rows, dtype=p.dtype))
+        # a batch touches at most every row once after summing: work space for n_rows rows
+        work = (
+            np.full(n_rows, -1, dtype=np.int64),
+            np.empty((n_rows, table.shape[1]), dtype=np.float32),
+            np.empty(n_rows, dtype=np.int64),
+        )
+        return kernels.adam_rows, rows, (table, m.numpy(), v.numpy(), steps.numpy(), *work)
 
     def _rows(self, grad: torch.Tensor, weight_decay: float) -> tuple[torch.Tensor, torch.Tensor]:
         # Plain SGD is exact on uncoalesced rows (duplicates just add) and row-wise Adagrad treats
