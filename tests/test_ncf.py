@@ -331,3 +331,21 @@ def test_distinct_rows_scan_equals_unique():
         uniq, inv = mod._distinct(idx, rows)
         want_uniq, want_inv = torch.unique(idx, return_inverse=True)
         assert torch.equal(uniq, want_uniq) and torch.equal(inv, want_inv)
+
+
+def test_kernel_warm_up_covers_what_training_calls(planted):
+    """kernels.warm_up loads every compiled loop a CPU fit calls with the argument types the
+    fit passes: training adds no new compiled signature afterwards."""
+    from numba.core.registry import CPUDispatcher
+
+    from neuralrec.training import kernels
+
+    kernels.warm_up()
+    loops = {k: f for k, f in vars(kernels).items() if isinstance(f, CPUDispatcher)}
+    before = {k: len(f.signatures) for k, f in loops.items()}
+    assert before["ncf_first_layer"] and before["adam_rows"]
+    for name, params in [("neumf", {"dropout": 0.2}), ("gmf", {"optimizer": "sgd"}),
+                         ("mlp", {"layers": (16, 8), "optimizer": "rowwise-adagrad"})]:  # fmt: skip
+        create(name, **{**FAST, "epochs": 1, **params}).fit(planted.train)
+    after = {k: len(f.signatures) for k, f in loops.items()}
+    assert after == before

@@ -123,6 +123,11 @@ class _NCF(TorchRecommender):
 
     def _prepare(self, train: Interactions, dataset: Dataset | None) -> None:
         self._load_pretrained(train)
+        if self.device.type == "cpu":
+            from neuralrec.training import kernels
+
+            # before the first epoch, so its time is the epoch's work (stated in the README)
+            kernels.warm_up()
 
     def _load_pretrained(self, train: Interactions) -> None:
         """NCF section 3.4.1: start NeuMF from trained GMF and MLP weights."""

@@ -220,7 +220,7 @@ def _forward_compiled(
     hs: list[torch.Tensor] = []
     if tower:
         gen = None if mask_seed is None else torch.Generator().manual_seed(mask_seed)
-        threshold, scale = (_threshold(p), np.float32(1.0 / (1.0 - p))) if p else (0, 1.0)
+        threshold, scale = _threshold(p), np.float32(1.0 / (1.0 - p))
         w1, b1 = tower[0].detach(), tower[1].detach()
         user_half = torch.addmm(b1, ue.detach()[:, g:], w1[:, :dm].T)
         item_half = torch.mm(ie.detach()[:, g:], w1[:, dm:].T)

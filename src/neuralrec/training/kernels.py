@@ -354,3 +354,31 @@ def distinct_rows(idx, mark, uniq, inv):  # pragma: no cover - compiled
     for j in range(count):
         mark[uniq[j]] = -1
     return count
+
+
+def warm_up() -> None:
+    """Load the loops that CPU training calls (the row updates and the NCF head), with the
+    argument types training passes, so that a process's first epoch does not pay for it:
+    numba reads a function's machine code from its disk cache on the first call, about 0.5 s
+    for the first function of a process and a few ms for each further one. Cheap once done."""
+    f4, i8 = np.float32, np.int64
+    table, grads = np.zeros((2, 2), f4), np.zeros((2, 2), f4)
+    vec, rows, idx2 = np.zeros(2, f4), np.zeros(2, i8), np.zeros((2, 1), i8)
+    slot = np.full(2, -1, i8)
+    sgd_rows(table, rows, grads, 0.0)
+    rowwise_adagrad_rows(table, vec, rows, grads, 0.0, 1.0)
+    adam_rows(table, table.copy(), table.copy(), vec, rows, grads, 0.0, 0.9, 0.9, 1.0, slot,
+              grads.copy(), rows.copy())  # fmt: skip
+    flat = np.zeros(4, f4)
+    dropout_inplace(flat, 0, f4(1.0), 0)
+    relu_dropout_inplace(flat, 0, f4(1.0), 0)
+    relu_grad_inplace(flat, flat.copy(), f4(1.0))
+    cube = np.zeros((2, 1, 2), f4)
+    ncf_first_layer(table, table, rows, idx2, 0, f4(1.0), 0, cube)
+    ncf_gmf_logits(table, table, rows, idx2, vec, 2, np.zeros((2, 1), f4))
+    ncf_gmf_backward(np.zeros((2, 1), f4), table, table, rows, idx2, vec, 2, grads, grads.copy(),
+                     vec.copy())  # fmt: skip
+    ncf_out_backward(vec, vec, table, f4(1.0), vec.copy(), grads)
+    ncf_first_layer_backward(cube, cube.copy(), rows, idx2, f4(1.0), grads, grads.copy(),
+                             vec.copy())  # fmt: skip
+    distinct_rows(rows, np.full(2, -1, i8), rows.copy(), rows.copy())

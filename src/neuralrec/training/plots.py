@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-_SKIP = {"epoch", "seconds", "lr", "best_epoch", "weight_change"}
+_SKIP = {"epoch", "seconds", "cpu_seconds", "lr", "best_epoch", "weight_change"}
 
 
 def learning_curve(history: list[dict[str, Any]], path: str | Path, *, title: str = "") -> Path:

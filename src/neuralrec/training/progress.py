@@ -60,6 +60,8 @@ class TrainingProgress:
         if self._progress is None:
             return
         info = "  ".join(
-            f"{k} {v:.4f}" for k, v in record.items() if isinstance(v, float) and k != "seconds"
+            f"{k} {v:.4f}"
+            for k, v in record.items()
+            if isinstance(v, float) and k not in ("seconds", "cpu_seconds")
         )
         self._progress.update(self._epoch_task, advance=1, info=info)

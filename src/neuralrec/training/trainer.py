@@ -218,7 +218,7 @@ class Trainer:
         # dropout and any other randomness in the forward pass depend only on (seed, epoch, rank)
         torch.manual_seed((cfg.seed * 1_000_003 + epoch * 7919 + 104729 * self.dist.rank) % (2**63))
         train_module.train()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         total = torch.zeros((), dtype=torch.float64)
         steps = 0
         bar.start_epoch(epoch, batches.num_batches(self.dist.world_size), epoch - 1)
@@ -258,6 +258,7 @@ class Trainer:
             "epoch": epoch,
             "train_loss": train_loss,
             "seconds": time.perf_counter() - start,
+            "cpu_seconds": time.process_time() - cpu_start,
             "lr": optimizers[0].param_groups[0]["lr"] if optimizers else cfg.lr,
         }
         return record, before
@@ -373,7 +374,15 @@ class Trainer:
         return state, data.get("best"), average
 
 
-_BOOKKEEPING = {"epoch", "train_loss", "seconds", "lr", "weight_change", "best_epoch"}
+_BOOKKEEPING = {
+    "epoch",
+    "train_loss",
+    "seconds",
+    "cpu_seconds",
+    "lr",
+    "weight_change",
+    "best_epoch",
+}
 
 
 def _copy_weights(
