@@ -55,6 +55,9 @@ FULL_MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "gmf": ("gmf", {}),
     "mlp": ("mlp", {}),
     "neumf": ("neumf", {}),
+    # the NCF paper's way (section 3.4.1): started from this seed's gmf and mlp, which must run
+    # before it in the same process (their artifacts are kept in a temporary folder)
+    "neumf (pretrained)": ("neumf", {"pretrained_gmf": "{tmp}/gmf", "pretrained_mlp": "{tmp}/mlp"}),
 }
 #: RecBole's NeuMF defaults in our terms: batch_size counts positives (1024 + 1024 negatives)
 RECBOLE_NEUMF = {
@@ -187,17 +190,28 @@ FULL_PROTOCOL = "full ranking, ML-100K user-random:0.1 valid 0.1"
 
 def piece_full(seeds: list[int], models: list[str], save: Any = None) -> dict[str, Any]:
     per_seed: dict[str, list[dict[str, Any]]] = {m: [] for m in models}
+    if "neumf (pretrained)" in models and not {"gmf", "mlp"} <= set(
+        models[: models.index("neumf (pretrained)")]
+    ):
+        raise SystemExit("--models: 'neumf (pretrained)' needs gmf and mlp listed before it")
     for seed in seeds:
         parts = ml100k_split(seed)
-        for label in models:
-            name, params = FULL_MODELS[label]
-            row = fit_and_score(name, params, parts, "full", seed)["row"]
-            row["seed"] = seed
-            per_seed[label].append(row)
-            log(f"full seed {seed} {label}: {row['metrics']} ({row['fit_seconds']} s)")
-            if save is not None:  # long runs: keep what is done
-                done = {k: v for k, v in per_seed.items() if v}
-                save({"protocol": FULL_PROTOCOL, "seeds": seeds, "models": summarise(done)})
+        with tempfile.TemporaryDirectory(prefix="nr-full-") as tmp:
+            for label in models:
+                name, params = FULL_MODELS[label]
+                params = {
+                    k: v.format(tmp=tmp) if isinstance(v, str) else v for k, v in params.items()
+                }
+                out = fit_and_score(name, params, parts, "full", seed)
+                if label in ("gmf", "mlp"):
+                    out["model"].save(f"{tmp}/{label}")
+                row = out["row"]
+                row["seed"] = seed
+                per_seed[label].append(row)
+                log(f"full seed {seed} {label}: {row['metrics']} ({row['fit_seconds']} s)")
+                if save is not None:  # long runs: keep what is done
+                    done = {k: v for k, v in per_seed.items() if v}
+                    save({"protocol": FULL_PROTOCOL, "seeds": seeds, "models": summarise(done)})
     return {"protocol": FULL_PROTOCOL, "seeds": seeds, "models": summarise(per_seed)}
 
 
