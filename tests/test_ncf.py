@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from neuralrec.data.splits import split
-from neuralrec.data.synthetic import synthetic_implicit
+from neuralrec.data.synthetic import synthetic_implicit, synthetic_ratings
 from neuralrec.errors import ConfigError
 from neuralrec.evaluation import evaluate
 from neuralrec.models import Recommender, create
@@ -345,7 +345,10 @@ def test_kernel_warm_up_covers_what_training_calls(planted):
     before = {k: len(f.signatures) for k, f in loops.items()}
     assert before["ncf_first_layer"] and before["adam_rows"]
     for name, params in [("neumf", {"dropout": 0.2}), ("gmf", {"optimizer": "sgd"}),
-                         ("mlp", {"layers": (16, 8), "optimizer": "rowwise-adagrad"})]:  # fmt: skip
+                         ("mlp", {"layers": (16, 8), "optimizer": "rowwise-adagrad"}),
+                         ("biased-mf", {"loss": "bpr"})]:  # fmt: skip
         create(name, **{**FAST, "epochs": 1, **params}).fit(planted.train)
+    ratings = synthetic_ratings(40, 30, n_ratings=600, seed=0)
+    create("biased-mf", estimator="map", epochs=1, threads=1).fit(ratings)
     after = {k: len(f.signatures) for k, f in loops.items()}
     assert after == before

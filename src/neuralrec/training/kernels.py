@@ -357,7 +357,8 @@ def distinct_rows(idx, mark, uniq, inv):  # pragma: no cover - compiled
 
 
 def warm_up() -> None:
-    """Load the loops that CPU training calls (the row updates and the NCF head), with the
+    """Load the loops that CPU training calls (the row updates, biased MF's squared error and
+    the NCF head), with the
     argument types training passes, so that a process's first epoch does not pay for it:
     numba reads a function's machine code from its disk cache on the first call, about 0.5 s
     for the first function of a process and a few ms for each further one. Cheap once done."""
@@ -382,3 +383,6 @@ def warm_up() -> None:
     ncf_first_layer_backward(cube, cube.copy(), rows, idx2, f4(1.0), grads, grads.copy(),
                              vec.copy())  # fmt: skip
     distinct_rows(rows, np.full(2, -1, i8), rows.copy(), rows.copy())
+    col = np.zeros((2, 1), f4)
+    mf_mse_grads(table, table, col, col, vec, vec, rows, rows, vec, 0.0, 0.0, grads, grads.copy(),
+                 col.copy(), col.copy())  # fmt: skip
