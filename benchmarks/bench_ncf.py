@@ -190,9 +190,8 @@ FULL_PROTOCOL = "full ranking, ML-100K user-random:0.1 valid 0.1"
 
 def piece_full(seeds: list[int], models: list[str], save: Any = None) -> dict[str, Any]:
     per_seed: dict[str, list[dict[str, Any]]] = {m: [] for m in models}
-    if "neumf (pretrained)" in models and not {"gmf", "mlp"} <= set(
-        models[: models.index("neumf (pretrained)")]
-    ):
+    pretrained = "neumf (pretrained)" in models
+    if pretrained and not {"gmf", "mlp"} <= set(models[: models.index("neumf (pretrained)")]):
         raise SystemExit("--models: 'neumf (pretrained)' needs gmf and mlp listed before it")
     for seed in seeds:
         parts = ml100k_split(seed)
@@ -203,7 +202,7 @@ def piece_full(seeds: list[int], models: list[str], save: Any = None) -> dict[st
                     k: v.format(tmp=tmp) if isinstance(v, str) else v for k, v in params.items()
                 }
                 out = fit_and_score(name, params, parts, "full", seed)
-                if label in ("gmf", "mlp"):
+                if pretrained and label in ("gmf", "mlp"):
                     out["model"].save(f"{tmp}/{label}")
                 row = out["row"]
                 row["seed"] = seed

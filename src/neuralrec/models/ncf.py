@@ -157,23 +157,19 @@ class _NCF(TorchRecommender):
     def _loss(self, batch: Batch) -> torch.Tensor | GradientsSet:
         m = self.module_
         cfg = self.config
-        if self.device.type == "cpu" and not (dist.is_available() and dist.is_initialized()):
-            # one CPU process: the head writes the gradients itself, no autograd graph
-            if cfg.implicit:
-                users, pos, neg = batch
-                items = torch.cat([pos.unsqueeze(1), neg], dim=1)
-                return GradientsSet(m.loss_with_grads(users, items, cfg.loss, cfg.l2))
-            users, items, ratings = batch
-            loss = m.loss_with_grads(users, items.unsqueeze(1), "mse", cfg.l2, ratings)
-            return GradientsSet(loss)
-        if cfg.implicit:
+        if cfg.implicit:  # items (B, 1 + k): the positive, then its negatives
             users, pos, neg = batch
-            items = torch.cat([pos.unsqueeze(1), neg], dim=1)
-            logits, penalty = m.scores_and_penalty(users, items, bool(cfg.l2))
-            loss = implicit_loss(cfg.loss, logits[:, 0], logits[:, 1:])
+            items, ratings = torch.cat([pos.unsqueeze(1), neg], dim=1), None
         else:
             users, items, ratings = batch
-            logits, penalty = m.scores_and_penalty(users, items.unsqueeze(1), bool(cfg.l2))
+            items = items.unsqueeze(1)
+        if self.device.type == "cpu" and not (dist.is_available() and dist.is_initialized()):
+            # one CPU process: the head writes the gradients itself, no autograd graph
+            return GradientsSet(m.loss_with_grads(users, items, cfg.loss, cfg.l2, ratings))
+        logits, penalty = m.scores_and_penalty(users, items, bool(cfg.l2))
+        if ratings is None:
+            loss = implicit_loss(cfg.loss, logits[:, 0], logits[:, 1:])
+        else:
             loss = mse(logits.squeeze(1), ratings)
         if cfg.l2:
             # λ(‖p_u‖² + Σ‖q_i‖²) over the rows of the batch, per positive (BPR's convention)

@@ -83,11 +83,7 @@ class NCFModule(nn.Module):
         uniq_u, u_inv = self._distinct(users, self.user.num_embeddings)
         uniq_i, i_inv = self._distinct(items, self.item.num_embeddings)
         ue, ie = self.user(uniq_u), self.item(uniq_i)
-        sq = None
-        if penalty:
-            n_u = torch.bincount(u_inv, minlength=len(uniq_u)).to(ue.dtype)
-            n_i = torch.bincount(i_inv.reshape(-1), minlength=len(uniq_i)).to(ie.dtype)
-            sq = n_u @ ue.square().sum(1) + n_i @ ie.square().sum(1)
+        sq = _occurrence_penalty(ue, ie, u_inv, i_inv)[0] if penalty else None
         return self._scores(ue, ie, u_inv, i_inv), sq
 
     @torch.no_grad()
@@ -124,10 +120,9 @@ class NCFModule(nn.Module):
         )
         if l2:
             # λ Σ‖row‖² counted per occurrence, divided by the batch's positives
-            n_u = torch.bincount(u_inv, minlength=len(uniq_u)).to(ue.dtype)
-            n_i = torch.bincount(i_inv.reshape(-1), minlength=len(uniq_i)).to(ie.dtype)
+            sq, n_u, n_i = _occurrence_penalty(ue, ie, u_inv, i_inv)
             scale = l2 / len(users)
-            value = value + scale * (n_u @ ue.square().sum(1) + n_i @ ie.square().sum(1))
+            value = value + scale * sq
             g_ue.addcmul_(ue, n_u.unsqueeze(1), value=2 * scale)
             g_ie.addcmul_(ie, n_i.unsqueeze(1), value=2 * scale)
         for table, rows, grad in ((self.user, uniq_u, g_ue), (self.item, uniq_i, g_ie)):
@@ -278,3 +273,13 @@ class NCFModule(nn.Module):
         if self.mlp_dim:
             parts.append(w[:, g:])
         return torch.cat(parts, dim=1)
+
+
+def _occurrence_penalty(
+    ue: torch.Tensor, ie: torch.Tensor, u_inv: torch.Tensor, i_inv: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Σ‖row‖² over a batch's rows counted per occurrence, from the distinct rows ``ue``/``ie``
+    and their inverse indices; with each distinct row's count (users, items)."""
+    n_u = torch.bincount(u_inv, minlength=len(ue)).to(ue.dtype)
+    n_i = torch.bincount(i_inv.reshape(-1), minlength=len(ie)).to(ie.dtype)
+    return n_u @ ue.square().sum(1) + n_i @ ie.square().sum(1), n_u, n_i
