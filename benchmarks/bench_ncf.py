@@ -69,7 +69,10 @@ RECBOLE_NEUMF = {
     "optimizer": "adam",
     "lr": 1e-3,
     "weight_decay": 0.0,
-    "l2": 0.0,  # RecBole's NeuMF has no penalty (ours defaults to 1e-3)
+    "l2": 0.0,  # RecBole's NeuMF has no penalty (ours defaults to 5e-3)
+    "dense_l2": 0.0,
+    "gmf_head": "learned",  # RecBole's output layer is learned over both parts
+    "average_from": 2,  # this piece's setting since stop 15 (a running mean costs nothing)
     "epochs": 300,
     "patience": 10,
 }

@@ -111,15 +111,19 @@ def test_mse_makes_a_rating_model(small_dataset):
     assert rmse < mean_rmse
 
 
-def test_neumf_pretraining_copies_the_pretrained_weights(planted, tmp_path):
+@pytest.mark.parametrize(
+    ("gmf_head", "neumf_head"), [("learned", "learned"), ("ones", "ones"), ("learned", "ones")]
+)
+def test_neumf_pretraining_copies_the_pretrained_weights(planted, tmp_path, gmf_head, neumf_head):
     common = {**FAST, "epochs": 2, "factors": 8, "layers": (16, 8, 4)}
-    gmf = create("gmf", **common).fit(planted.train)
+    gmf = create("gmf", **common, gmf_head=gmf_head).fit(planted.train)
     mlp = create("mlp", **common).fit(planted.train)
     gmf.save(tmp_path / "gmf")
     mlp.save(tmp_path / "mlp")
     neumf = create(
         "neumf",
         **common,
+        gmf_head=neumf_head,
         alpha=0.3,
         pretrained_gmf=str(tmp_path / "gmf"),
         pretrained_mlp=str(tmp_path / "mlp"),
@@ -134,7 +138,15 @@ def test_neumf_pretraining_copies_the_pretrained_weights(planted, tmp_path):
     assert torch.equal(m.item.weight[:, 8:], mm.item.weight)
     for mine, theirs in zip(m.tower, mm.tower, strict=True):
         assert torch.equal(mine.weight, theirs.weight) and torch.equal(mine.bias, theirs.bias)
-    torch.testing.assert_close(m.out.weight[:, :8], 0.3 * gm.out.weight)
+    h_gmf = gm.head_weight().detach()
+    if neumf_head == "learned":
+        assert torch.equal(m.item.weight[:, :8], gm.item.weight)
+        torch.testing.assert_close(m.out.weight[:, :8], 0.3 * h_gmf)
+    else:  # α h ⊙ q folded into the item rows under a head of ones
+        torch.testing.assert_close(m.item.weight[:, :8], gm.item.weight * 0.3 * h_gmf)
+        assert torch.equal(m.head_weight()[:, :8], torch.ones(1, 8))
+    if gmf_head == "ones":
+        assert torch.equal(h_gmf, torch.ones(1, 8))
     torch.testing.assert_close(m.out.weight[:, 8:], 0.7 * mm.out.weight)
     torch.testing.assert_close(m.out.bias, 0.3 * gm.out.bias + 0.7 * mm.out.bias)
     # so the fused model starts as the α-blend of the two pretrained scorers
@@ -144,6 +156,21 @@ def test_neumf_pretraining_copies_the_pretrained_weights(planted, tmp_path):
     # and fit() runs end to end from there
     neumf.fit(planted.train)
     assert len(neumf.history_) == 2
+
+
+def test_fixed_gmf_head_is_plain_mf_and_stays_fixed(planted):
+    """gmf_head="ones": the score is pᵀq + b (NCF section 3.2's MF case), training leaves the
+    head at one (the optimizer never sees a gradient there), and the choice is saved."""
+    model = create("gmf", **FAST, factors=8, gmf_head="ones", l2=1e-3).fit(planted.train)
+    mod = model.module_
+    assert torch.equal(mod.head_weight(), torch.ones(1, 8))
+    assert torch.equal(mod.out.weight, torch.ones(1, 8))
+    users = np.arange(5)
+    p, q = mod.user.weight[:5].detach(), mod.item.weight.detach()
+    torch.testing.assert_close(model.score_users(users), p @ q.T + mod.out.bias.detach())
+    assert model.meta_["gmf_head"] == "ones"
+    learned = create("gmf", **FAST, factors=8, gmf_head="learned").fit(planted.train)
+    assert not torch.equal(learned.module_.out.weight, learned.module_.head_weight() * 0 + 1)
 
 
 def test_pretrained_model_must_match(planted, tmp_path):
@@ -294,20 +321,23 @@ def test_compiled_head_matches_the_torch_head(g, layers, p, monkeypatch):
 
 @pytest.mark.parametrize("loss", ["bce", "bpr", "mse"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_hand_written_step_matches_autograd(loss, dtype):
+@pytest.mark.parametrize(("gmf_head", "dense_l2"), [("learned", 0.0), ("ones", 0.03)])
+def test_hand_written_step_matches_autograd(loss, dtype, gmf_head, dense_l2):
     """loss_with_grads (one CPU process: no autograd graph; float32 runs the compiled head)
-    gives the loss and every parameter's gradient that autograd gives, L2 penalty included."""
+    gives the loss and every parameter's gradient that autograd gives, L2 penalties included;
+    a fixed GMF head gets no gradient either way."""
     from neuralrec.training.losses import implicit_loss, mse
 
     torch.manual_seed(0)
-    mod = NCFModule(7, 11, 6, (8, 6, 4), init_std=0.5, mu=3.0 if loss == "mse" else 0.0)
+    mu = 3.0 if loss == "mse" else 0.0
+    mod = NCFModule(7, 11, 6, (8, 6, 4), init_std=0.5, mu=mu, gmf_head=gmf_head)
     mod = mod.to(dtype)
     users = torch.tensor([3, 1, 3, 3, 6])
     m = 1 if loss == "mse" else 3
     items = torch.randint(0, 11, (5, m))
     target = torch.rand(5, dtype=dtype) * 4 + 1 if loss == "mse" else None
     l2 = 0.05
-    value = mod.loss_with_grads(users, items, loss, l2, target)
+    value = mod.loss_with_grads(users, items, loss, l2, target, dense_l2)
     hand = {k: p.grad.to_dense().clone() for k, p in mod.named_parameters()}
     assert mod.user.weight.grad.is_sparse and mod.user.weight.grad.is_coalesced()
     mod.zero_grad()
@@ -316,11 +346,24 @@ def test_hand_written_step_matches_autograd(loss, dtype):
         ref = mse(logits[:, 0], target)
     else:
         ref = implicit_loss(loss, logits[:, 0], logits[:, 1:])
-    ref = ref + l2 * penalty / len(users)
+    ref = ref + l2 * penalty / len(users) + dense_l2 * mod.dense_penalty()
     ref.backward()
     torch.testing.assert_close(value, ref.detach())
     for name, p in mod.named_parameters():
         torch.testing.assert_close(hand[name], p.grad.to_dense(), msg=name)
+    if gmf_head == "ones":
+        assert not hand["out.weight"][:, :6].any() and not mod.out.weight.grad[:, :6].any()
+    if dense_l2:  # the penalty is really there: 2λW on top of the loss's own gradient
+        mod.zero_grad()
+        mod.loss_with_grads(users, items, loss, l2, target, 0.0)
+        params = dict(mod.named_parameters())
+        w = params["tower.0.weight"].detach()
+        torch.testing.assert_close(
+            hand["tower.0.weight"] - params["tower.0.weight"].grad, 2 * dense_l2 * w
+        )
+        h = params["out.weight"].detach().clone()
+        h[:, :6] = 0  # the fixed GMF head is not penalised
+        torch.testing.assert_close(hand["out.weight"] - params["out.weight"].grad, 2 * dense_l2 * h)
 
 
 def test_distinct_rows_scan_equals_unique():

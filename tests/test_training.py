@@ -433,3 +433,24 @@ def test_compiled_step_follows_replaced_state_and_storage():
     opt.step()
     assert not torch.equal(emb.weight.detach()[1], before[1])
     assert opt.state[emb.weight]["row_step"][1].item() == 3
+
+
+def test_subnormals_are_flushed_while_training_only():
+    """Subnormal arithmetic is many times slower on x86: the trainer flushes it to zero while
+    it trains and leaves the process as it found it afterwards."""
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU cannot flush subnormals")
+    tiny = torch.tensor([1e-39], dtype=torch.float32)  # below float32's smallest normal
+    x, y = _regression_problem()
+    model = nn.Linear(4, 1)
+    flushed = []
+
+    def loss_fn(batch):
+        flushed.append(float((tiny * 1.0).item()) == 0.0)
+        xb, yb = batch
+        return (model(xb).squeeze(-1) - yb).square().mean()
+
+    cfg = TrainConfig(epochs=1, optimizer="sgd", lr=0.05, early_stopping=False)
+    Trainer(cfg).fit(model, TensorBatches([x, y], batch_size=32), loss_fn)
+    assert flushed and all(flushed)
+    assert float((tiny * 1.0).item()) != 0.0

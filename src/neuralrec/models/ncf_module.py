@@ -19,6 +19,8 @@ from torch import nn
 from neuralrec.models.ncf_fused import FusedHead, head_backward, head_forward
 from neuralrec.training.losses import loss_and_grad
 
+#: GMF's output weights h: learned (the NCF paper), or fixed at ones
+GMF_HEADS = ("learned", "ones")
 #: (users x items x width) floats per chunk when scoring every item through the tower
 _SCORE_CHUNK = 1 << 23
 
@@ -36,9 +38,14 @@ class NCFModule(nn.Module):
         dropout: float = 0.0,
         init_std: float = 0.01,
         mu: float = 0.0,
+        gmf_head: str = "learned",
     ) -> None:
         super().__init__()
+        if gmf_head not in GMF_HEADS:
+            raise ValueError(f"gmf_head must be one of {GMF_HEADS}, got {gmf_head!r}")
         self.gmf_dim = gmf_dim
+        #: GMF's output weights fixed at one: GMF is then plain MF (NCF section 3.2)
+        self.fixed_gmf_head = gmf_head == "ones" and gmf_dim > 0
         self.mlp_dim = layers[0] // 2 if layers else 0
         self.dropout = dropout
         width = gmf_dim + self.mlp_dim
@@ -54,6 +61,9 @@ class NCFModule(nn.Module):
         self.out = nn.Linear(head_in, 1)
         nn.init.kaiming_uniform_(self.out.weight, a=1, nonlinearity="sigmoid")
         nn.init.zeros_(self.out.bias)
+        if self.fixed_gmf_head:
+            # never read (head_weight puts ones there), kept at one for a plain state dict
+            nn.init.ones_(self.out.weight[:, :gmf_dim])
         self.register_buffer("mu", torch.tensor(float(mu)))
         # work space of the compiled distinct-rows scan, per table size (not state)
         self._marks: dict[int, np.ndarray] = {}
@@ -94,10 +104,12 @@ class NCFModule(nn.Module):
         loss: str,
         l2: float,
         target: torch.Tensor | None = None,
+        dense_l2: float = 0.0,
     ) -> torch.Tensor:
         """One training batch's loss (``loss`` on the scores of ``users`` (B,) against
-        ``items`` (B, m), plus ``l2`` times the rows' penalty per positive), with every
-        parameter's ``.grad`` written directly: sparse and coalesced for the two tables.
+        ``items`` (B, m), plus ``l2`` times the rows' penalty per positive and ``dense_l2``
+        times :meth:`dense_penalty`), with every parameter's ``.grad`` written directly:
+        sparse and coalesced for the two tables.
 
         The same arithmetic as :meth:`scores_and_penalty` followed by ``backward()``, without
         the autograd graph, whose engine, the loss's nodes and the tables' sparse backward
@@ -109,7 +121,7 @@ class NCFModule(nn.Module):
         ue = self.user.weight.index_select(0, uniq_u)
         ie = self.item.weight.index_select(0, uniq_i)
         tower = [t for layer in self.tower for t in (layer.weight, layer.bias)]
-        w_out, b_out = self.out.weight, self.out.bias
+        w_out, b_out = self.head_weight(), self.out.bias
         g, p = self.gmf_dim, self.dropout if self.training else 0.0
         seed = int(torch.randint(0, 2**62, (1,))) if p else None
         mu = float(self.mu)
@@ -133,10 +145,36 @@ class NCFModule(nn.Module):
                 is_coalesced=True,
                 check_invariants=False,
             )
+        if self.fixed_gmf_head:
+            g_wout[:, :g] = 0.0
         for param, grad in zip(tower, g_tower, strict=True):
             param.grad = grad
-        w_out.grad, b_out.grad = g_wout, g_bout
+        self.out.weight.grad, b_out.grad = g_wout, g_bout
+        if dense_l2:
+            value = value + dense_l2 * self.dense_penalty()
+            for layer in self.tower:
+                layer.weight.grad.add_(layer.weight, alpha=2 * dense_l2)
+            h0 = g if self.fixed_gmf_head else 0
+            g_wout[:, h0:].add_(self.out.weight[:, h0:], alpha=2 * dense_l2)
         return value
+
+    def head_weight(self) -> torch.Tensor:
+        """The output layer's weights as scoring uses them: ``out.weight``, with ones over the
+        GMF part when that head is fixed (autograd then sends no gradient there)."""
+        w = self.out.weight
+        if not self.fixed_gmf_head:
+            return w
+        return torch.cat([w.new_ones(1, self.gmf_dim), w[:, self.gmf_dim :]], dim=1)
+
+    def dense_weights(self) -> list[torch.Tensor]:
+        """The weight matrices ``dense_l2`` penalises: the tower's and the output layer's
+        trainable part (biases and a fixed GMF head are left alone)."""
+        g = self.gmf_dim if self.fixed_gmf_head else 0
+        return [layer.weight for layer in self.tower] + [self.out.weight[:, g:]]
+
+    def dense_penalty(self) -> torch.Tensor:
+        """Σ‖W‖² over :meth:`dense_weights`."""
+        return sum(w.square().sum() for w in self.dense_weights())  # type: ignore[return-value]
 
     def _distinct(self, idx: torch.Tensor, n_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
         """torch.unique(idx, return_inverse=True); for a table not much larger than the batch,
@@ -163,7 +201,7 @@ class NCFModule(nn.Module):
     ) -> torch.Tensor:
         if not torch.is_grad_enabled():
             return self._head(ue, ie, None)
-        params = [self.out.weight, self.out.bias]
+        params = [self.head_weight(), self.out.bias]
         for layer in self.tower:
             params += [layer.weight, layer.bias]
         mask_seed = None
@@ -224,7 +262,7 @@ class NCFModule(nn.Module):
     def _gmf_logits(self, ue: torch.Tensor, ie: torch.Tensor) -> torch.Tensor:
         # hᵀ(p ⊙ q) = (h ⊙ p)ᵀ q: one batched matrix-vector product per row
         g = self.gmf_dim
-        hp = ue[:, :g] * self.out.weight[0, :g]
+        hp = ue[:, :g] * self.head_weight()[0, :g]
         if ie.shape[0] == 1:
             return hp @ ie[0, :, :g].T
         return torch.bmm(ie[..., :g], hp.unsqueeze(2)).squeeze(2)
@@ -240,14 +278,21 @@ class NCFModule(nn.Module):
     def load_parts(self, gmf: NCFModule | None, mlp: NCFModule | None, alpha: float | None) -> None:
         """Copy a trained GMF and/or MLP into this NeuMF; the head becomes
         [α h_GMF; (1 − α) h_MLP] with bias α b_GMF + (1 − α) b_MLP (both given) or keeps
-        the pretrained part's head as is (one given)."""
+        the pretrained part's head as is (one given). Under a fixed GMF head (ones), the GMF
+        part's weights are folded into its item rows instead (α h_GMF ⊙ q), which leaves the
+        scores unchanged."""
         g = self.gmf_dim
         if gmf is not None:
             if gmf.gmf_dim != g:
                 raise ValueError(f"pretrained gmf has factors={gmf.gmf_dim}, neumf has {g}")
             self.user.weight[:, :g] = gmf.user.weight
-            self.item.weight[:, :g] = gmf.item.weight
-            self.out.weight[:, :g] = gmf.out.weight * (1.0 if alpha is None else alpha)
+            head = gmf.head_weight() * (1.0 if alpha is None else alpha)
+            if self.fixed_gmf_head:
+                # h ⊙ q moved into the item rows: the same scores under a head of ones
+                self.item.weight[:, :g] = gmf.item.weight * head[:, :g]
+            else:
+                self.item.weight[:, :g] = gmf.item.weight
+                self.out.weight[:, :g] = head
         if mlp is not None:
             shapes = [tuple(layer.weight.shape) for layer in mlp.tower]
             if shapes != [tuple(layer.weight.shape) for layer in self.tower]:
@@ -269,7 +314,7 @@ class NCFModule(nn.Module):
         w = self.item.weight.detach()
         parts = []
         if g:
-            parts.append(w[:, :g] * self.out.weight.detach()[0, :g])
+            parts.append(w[:, :g] * self.head_weight().detach()[0, :g])
         if self.mlp_dim:
             parts.append(w[:, g:])
         return torch.cat(parts, dim=1)

@@ -146,9 +146,12 @@ class Trainer:
             return state.history
 
         last = min(cfg.epochs, cfg.stop_epoch or cfg.epochs)
-        with TrainingProgress(
-            last, quiet=self.quiet or not self.dist.is_main, description=self.description
-        ) as bar:
+        with (
+            _flush_denormals(),
+            TrainingProgress(
+                last, quiet=self.quiet or not self.dist.is_main, description=self.description
+            ) as bar,
+        ):
             for epoch in range(state.epoch + 1, last + 1):
                 record, before = self._train_epoch(
                     module,
@@ -412,6 +415,23 @@ def _final_weights(
     if average is not None:
         return average
     return best if cfg.early_stopping else None
+
+
+@contextlib.contextmanager
+def _flush_denormals() -> Iterator[None]:
+    """Treat subnormal floats as zero on the CPU while training, off again afterwards.
+
+    Weights that a penalty shrinks towards zero (dead ReLU units under ``dense_l2``, say) turn
+    subnormal, and x86 arithmetic on subnormals is many times slower: a NeuMF epoch went from
+    0.33 s to 4.5 s once they appeared. Flushed, they become exact zeros, so the trained
+    weights score at full speed afterwards too.
+    """
+    changed = torch.set_flush_denormal(True)  # False where the CPU cannot (then a no-op)
+    try:
+        yield
+    finally:
+        if changed:
+            torch.set_flush_denormal(False)
 
 
 @contextlib.contextmanager
