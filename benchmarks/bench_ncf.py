@@ -436,7 +436,7 @@ def main() -> None:
         "--recbole-python",
         default=os.environ.get("RECBOLE_PYTHON", "/work/venv-recbole/bin/python"),
     )
-    ap.add_argument("--loo1m-max-epochs", type=int, default=20)
+    ap.add_argument("--loo1m-max-epochs", type=int, default=100)
     ap.add_argument(
         "--loo-models", default="", help="only these models of the loo and loo1m pieces"
     )
