@@ -7,6 +7,9 @@ Pieces (``--only full,recbole,speed,loo,loo1m``; default: all):
   NDCG@10; test metrics rank all items outside train + validation (``split.train_full``).
 - ``recbole``: RecBole 1.2.1 on the very same splits (exported as atomic files, read through its
   ``benchmark_filename`` option), run in its own venv (``--recbole-python``).
+- ``ownsplit`` (only when asked for): RecBole's own seed-2020 split of ML-100K, the one behind
+  the anchor figures of shared/ANCHORS.md: RecBole splits and runs its models, then ours run on
+  the very same rows.
 - ``speed``: seconds per training epoch of ``neumf`` at RecBole's NeuMF settings (1 negative,
   2048 scored pairs per batch, embeddings 64, MLP [128, 64], dropout 0.1, Adam 1e-3) and
   RecBole's NeuMF, back to back on the same split, with their test metrics.
@@ -375,22 +378,76 @@ def piece_loo(
     }
 
 
+OWN_SPLIT_SEED = 2020  # the anchor runs' seed (shared/ANCHORS.md)
+#: RecBole models beside ours on RecBole's own split, with the anchors' settings
+OWN_SPLIT_RECBOLE = {"EASE": {"reg_weight": 250.0}, "BPR": {}, "NeuMF": {}}
+
+
+def piece_ownsplit(python: str, models: list[str], recbole_models: list[str]) -> dict[str, Any]:
+    """RecBole's own seed-2020 split of ML-100K (the one behind ANCHORS.md's figures): RecBole
+    splits and runs ``recbole_models``, then our ``models`` (their defaults, model seed 0) fit
+    and are scored on the very same rows, so the anchor targets are met or missed on their
+    own data rather than on our seeds' splits."""
+    theirs: dict[str, list[dict[str, Any]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for model in recbole_models:
+            settings = OWN_SPLIT_RECBOLE.get(model, {})
+            res = run_recbole(python, model, None, OWN_SPLIT_SEED, settings, own_split=tmp)
+            row = {"metrics": {k: round(v, 5) for k, v in res["test"].items()}}
+            row.update(fit_seconds=round(res["fit_seconds"], 2), epochs=res["epochs_run"])
+            theirs[f"RecBole {model}"] = [row]
+            log(f"ownsplit RecBole {model}: {row['metrics']}")
+        parts = read_tsv_split(Path(tmp))
+    ours: dict[str, list[dict[str, Any]]] = {}
+    for label in models:
+        name, params = FULL_MODELS[label]
+        ours[label] = [fit_and_score(name, params, parts, "full", 0)["row"]]
+        log(f"ownsplit {label}: {ours[label][0]['metrics']}")
+    return {
+        "protocol": f"full ranking, RecBole's own ML-100K RS 80/10/10 split, seed {OWN_SPLIT_SEED}",
+        "seeds": [OWN_SPLIT_SEED],
+        "recbole_settings": {m: OWN_SPLIT_RECBOLE.get(m, {}) for m in recbole_models},
+        "models": summarise({**theirs, **ours}),
+    }
+
+
+def read_tsv_split(folder: Path) -> Split:
+    """A split written as raw-id ``train/valid/test.tsv`` over one shared vocabulary."""
+    rows = {n: np.loadtxt(folder / f"{n}.tsv", dtype=np.int64, ndmin=2) for n in PARTS}
+    users = np.concatenate([rows[n][:, 0] for n in PARTS])
+    items = np.concatenate([rows[n][:, 1] for n in PARTS])
+    label = np.concatenate([np.full(len(rows[n]), k) for k, n in enumerate(PARTS)])
+    data = Interactions.from_arrays(users, items)
+    train, valid, test = (data.subset(label == k) for k in range(3))
+    return Split(train, test, valid, spec="recbole-own-RS", seed=OWN_SPLIT_SEED)
+
+
+PARTS = ("train", "valid", "test")
+
+
 # ---------------------------------------------------------------------------- RecBole
 def run_recbole(
     python: str,
     model: str,
-    parts: Split,
+    parts: Split | None,
     seed: int,
     settings: dict[str, Any] | None = None,
     timing: bool = False,
+    own_split: str | None = None,
 ) -> dict[str, Any]:
-    """Write the split as RecBole atomic files and run recbole_runner.py in RecBole's venv."""
+    """Write the split as RecBole atomic files and run recbole_runner.py in RecBole's venv;
+    with ``own_split`` (a folder), RecBole splits ml-100k itself and writes its split there."""
     with tempfile.TemporaryDirectory() as tmp:
         name = "nrsplit"
-        folder = Path(tmp) / name
-        folder.mkdir()
-        for part, inter in (("train", parts.train), ("valid", parts.valid), ("test", parts.test)):
-            write_atomic(folder / f"{name}.{part}.inter", inter)
+        if parts is not None:
+            folder = Path(tmp) / name
+            folder.mkdir()
+            for part, inter in (
+                ("train", parts.train),
+                ("valid", parts.valid),
+                ("test", parts.test),
+            ):
+                write_atomic(folder / f"{name}.{part}.inter", inter)
         out = Path(tmp) / "result.json"
         cmd = [
             python,
@@ -405,6 +462,7 @@ def run_recbole(
             "--set",
             json.dumps(settings or {}),
             *(["--timing-only"] if timing else []),
+            *(["--own-split", own_split] if own_split else []),
         ]
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
         if proc.returncode != 0:
@@ -432,6 +490,11 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--models", default=",".join(FULL_MODELS), help="models of the full piece")
     ap.add_argument("--recbole-models", default=",".join(RECBOLE_MODELS))
+    ap.add_argument(
+        "--own-split-models",
+        default="ease,biased-mf (bpr),neumf",
+        help="our models of the ownsplit piece",
+    )
     ap.add_argument(
         "--recbole-python",
         default=os.environ.get("RECBOLE_PYTHON", "/work/venv-recbole/bin/python"),
@@ -477,6 +540,12 @@ def main() -> None:
                 args.recbole_python,
                 args.recbole_models.split(","),
                 lambda part: write_piece(out_path, "recbole", part),
+            )
+        elif piece == "ownsplit":
+            res = piece_ownsplit(
+                args.recbole_python,
+                args.own_split_models.split(","),
+                args.recbole_models.split(","),
             )
         elif piece == "speed":
             res = piece_speed(seeds, args.recbole_python, args.speed_epochs, args.speed_rounds)
@@ -551,7 +620,7 @@ def merge_runs(files: list[str], out_path: Path, pieces: list[str]) -> None:
 def markdown(results: dict[str, Any]) -> str:
     """Mean ± std tables of every piece with models, for docs and reports."""
     lines = []
-    for piece in ("full", "recbole", "speed", "loo", "loo1m"):
+    for piece in ("full", "recbole", "ownsplit", "speed", "loo", "loo1m"):
         res = results.get(piece)
         if not res or "models" not in res:
             continue

@@ -12,6 +12,11 @@ topn_full.yaml): Adam lr 1e-3, batch 2048, early stopping on NDCG@10 with patien
 ranking excluding training (and, for test, validation) items, one torch thread. Mirrors
 ``recbole.quick_start.run_recbole`` without ray (which breaks on numpy 2) and records the
 per-epoch training time.
+
+With ``--own-split DIR`` (DATA_DIR and NAME are then ignored) RecBole splits its bundled
+ml-100k itself, per user random 80/10/10 with ``--seed`` (the anchor runs of
+shared/ANCHORS.md: seed 2020), writes that split to ``DIR/{train,valid,test}.tsv`` (raw user
+and item ids) so that neuralrec can be run on RecBole's own rows, and runs the model on it.
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ def main() -> None:
     ap.add_argument(
         "--timing-only", action="store_true", help="train the set epochs, no validation or test"
     )
+    ap.add_argument("--own-split", help="RecBole splits ml-100k itself; the split goes here")
     args = ap.parse_args()
     torch.set_num_threads(1)
     from recbole.config import Config
@@ -81,11 +87,18 @@ def main() -> None:
         data_path=args.data_dir,
         checkpoint_dir=tempfile.mkdtemp(prefix="recbole-ckpt-"),
     )
-    config = Config(model=args.model, dataset=args.dataset, config_dict=settings)
+    dataset_name = args.dataset
+    if args.own_split:
+        del settings["benchmark_filename"], settings["data_path"]
+        settings["eval_args"] = {**settings["eval_args"], "split": {"RS": [0.8, 0.1, 0.1]}}
+        dataset_name = "ml-100k"  # RecBole's bundled copy, identical to u.data
+    config = Config(model=args.model, dataset=dataset_name, config_dict=settings)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     dataset = create_dataset(config)
     train, valid, test = data_preparation(config, dataset)
+    if args.own_split:
+        _write_split(args.own_split, {"train": train, "valid": valid, "test": test})
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = get_model(config["model"])(config, train._dataset).to(config["device"])
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
@@ -126,6 +139,17 @@ def main() -> None:
     print(
         "RESULT", json.dumps({k: out[k] for k in ("model", "test", "epochs_run", "sec_per_epoch")})
     )
+
+
+def _write_split(folder: str, parts: dict) -> None:
+    """Each part's (user, item) rows as raw ids, tab-separated."""
+    os.makedirs(folder, exist_ok=True)
+    for name, loader in parts.items():
+        d = loader._dataset
+        users = d.id2token("user_id", d.inter_feat["user_id"].numpy())
+        items = d.id2token("item_id", d.inter_feat["item_id"].numpy())
+        with open(os.path.join(folder, f"{name}.tsv"), "w") as fh:
+            fh.writelines(f"{u}\t{i}\n" for u, i in zip(users, items, strict=True))
 
 
 if __name__ == "__main__":
