@@ -379,8 +379,10 @@ def piece_loo(
 
 
 OWN_SPLIT_SEED = 2020  # the anchor runs' seed (shared/ANCHORS.md)
-#: RecBole models beside ours on RecBole's own split, with the anchors' settings
-OWN_SPLIT_RECBOLE = {"EASE": {"reg_weight": 250.0}, "BPR": {}, "NeuMF": {}}
+#: RecBole settings beyond recbole_runner's (the anchors') for its models on its own split
+OWN_SPLIT_RECBOLE = {"EASE": {"reg_weight": 250.0}}
+#: a split's parts, in the order read_tsv_split and write_atomic's caller name them
+PARTS = ("train", "valid", "test")
 
 
 def piece_ownsplit(python: str, models: list[str], recbole_models: list[str]) -> dict[str, Any]:
@@ -422,9 +424,6 @@ def read_tsv_split(folder: Path) -> Split:
     return Split(train, test, valid, spec="recbole-own-RS", seed=OWN_SPLIT_SEED)
 
 
-PARTS = ("train", "valid", "test")
-
-
 # ---------------------------------------------------------------------------- RecBole
 def run_recbole(
     python: str,
@@ -442,12 +441,8 @@ def run_recbole(
         if parts is not None:
             folder = Path(tmp) / name
             folder.mkdir()
-            for part, inter in (
-                ("train", parts.train),
-                ("valid", parts.valid),
-                ("test", parts.test),
-            ):
-                write_atomic(folder / f"{name}.{part}.inter", inter)
+            for part in PARTS:
+                write_atomic(folder / f"{name}.{part}.inter", getattr(parts, part))
         out = Path(tmp) / "result.json"
         cmd = [
             python,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ from torch import nn
 from neuralrec.data.dataset import Dataset
 from neuralrec.data.interactions import Interactions
 from neuralrec.errors import ConfigError
-from neuralrec.models.ncf_module import NCFModule
+from neuralrec.models.ncf_module import GMFHead, NCFModule
 from neuralrec.models.registry import register
 from neuralrec.models.torch_base import TorchRecommender
 from neuralrec.training.batches import Batch, BatchSource, TensorBatches
@@ -59,7 +59,7 @@ class NCFConfig(ImplicitTrainConfig):
         description="λ on the MLP tower's and the output layer's weights (not biases), once "
         "per batch: without it, scaling these up undoes the penalty on the embedding rows",
     )
-    gmf_head: Literal["learned", "ones"] = Field(
+    gmf_head: GMFHead = Field(
         "learned",
         description="GMF's output weights h: learned (the NCF paper) or fixed at ones, which "
         "makes the GMF part plain MF and keeps h from undoing the λ on the embedding rows",

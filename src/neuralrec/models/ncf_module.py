@@ -10,6 +10,7 @@ items instead of once per (user, item) pair.
 from __future__ import annotations
 
 import itertools
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -20,7 +21,8 @@ from neuralrec.models.ncf_fused import FusedHead, head_backward, head_forward
 from neuralrec.training.losses import loss_and_grad
 
 #: GMF's output weights h: learned (the NCF paper), or fixed at ones
-GMF_HEADS = ("learned", "ones")
+GMFHead = Literal["learned", "ones"]
+GMF_HEADS = get_args(GMFHead)
 #: (users x items x width) floats per chunk when scoring every item through the tower
 _SCORE_CHUNK = 1 << 23
 
@@ -38,7 +40,7 @@ class NCFModule(nn.Module):
         dropout: float = 0.0,
         init_std: float = 0.01,
         mu: float = 0.0,
-        gmf_head: str = "learned",
+        gmf_head: GMFHead = "learned",
     ) -> None:
         super().__init__()
         if gmf_head not in GMF_HEADS:
@@ -154,7 +156,7 @@ class NCFModule(nn.Module):
             value = value + dense_l2 * self.dense_penalty()
             for layer in self.tower:
                 layer.weight.grad.add_(layer.weight, alpha=2 * dense_l2)
-            h0 = g if self.fixed_gmf_head else 0
+            h0 = self._trainable_head_from
             g_wout[:, h0:].add_(self.out.weight[:, h0:], alpha=2 * dense_l2)
         return value
 
@@ -169,8 +171,13 @@ class NCFModule(nn.Module):
     def dense_weights(self) -> list[torch.Tensor]:
         """The weight matrices ``dense_l2`` penalises: the tower's and the output layer's
         trainable part (biases and a fixed GMF head are left alone)."""
-        g = self.gmf_dim if self.fixed_gmf_head else 0
-        return [layer.weight for layer in self.tower] + [self.out.weight[:, g:]]
+        h0 = self._trainable_head_from
+        return [layer.weight for layer in self.tower] + [self.out.weight[:, h0:]]
+
+    @property
+    def _trainable_head_from(self) -> int:
+        """First trainable column of ``out.weight`` (past a fixed GMF head)."""
+        return self.gmf_dim if self.fixed_gmf_head else 0
 
     def dense_penalty(self) -> torch.Tensor:
         """Σ‖W‖² over :meth:`dense_weights`."""
