@@ -25,7 +25,8 @@ def _tiny() -> tuple[Interactions, np.ndarray]:
 def test_ease_matches_a_direct_dense_solve():
     data, X = _tiny()
     lam = 2.5
-    model = create("ease", l2=lam).fit(data)
+    plain = {"dropout_l2": 0.0, "user_weight": 0.0, "popularity_exponent": 0.0}
+    model = create("ease", l2=lam, **plain).fit(data)
     # Steck (2019), eq. 8: B = I − P diag(1/diag(P)), P = (XᵀX + λI)⁻¹
     P = np.linalg.inv(X.T @ X + lam * np.eye(X.shape[1]))
     B = np.eye(X.shape[1]) - P / np.diag(P)[None, :]
@@ -37,6 +38,43 @@ def test_ease_matches_a_direct_dense_solve():
     grad = -2 * X.T @ (X - X @ B) + 2 * lam * B
     off = ~np.eye(X.shape[1], dtype=bool)
     np.testing.assert_allclose(grad[off], 0.0, atol=1e-8)
+
+
+def test_ease_options_match_the_weighted_dropout_solve():
+    data, X = _tiny()
+    lam, rho, alpha, gamma = 2.5, 0.5, 0.5, -0.3
+    model = create(
+        "ease", l2=lam, dropout_l2=rho, user_weight=alpha, popularity_exponent=gamma
+    ).fit(data)
+    n_u = X.sum(1)
+    W = np.diag((n_u / n_u.mean()) ** -alpha)
+    G = X.T @ W @ X
+    Lam = np.diag(lam + rho * np.diag(G))  # DLAE: λ + p/(1-p)·diag(XᵀX) with ρ = p/(1-p)
+    P = np.linalg.inv(G + Lam)
+    B = np.eye(X.shape[1]) - P / np.diag(P)[None, :]
+    np.testing.assert_allclose(model.B_.numpy(), B, atol=1e-5)
+    # B minimises ‖W^½(X − XB)‖² + Σ_j Λ_jj ‖B_j·‖² off the diagonal
+    grad = -2 * X.T @ W @ (X - X @ B) + 2 * Lam @ B
+    off = ~np.eye(X.shape[1], dtype=bool)
+    np.testing.assert_allclose(grad[off], 0.0, atol=1e-8)
+    # γ rescales each item's score by (training count + 1)^γ; the ranking model is unchanged
+    scale = (X.sum(0) + 1.0) ** gamma
+    users = np.arange(X.shape[0])
+    np.testing.assert_allclose(model.score_users(users).numpy(), (X @ B) * scale, atol=1e-5)
+
+
+def test_ease_popularity_exponent_round_trips_and_old_artifacts_ignore_it(tmp_path):
+    data, X = _tiny()
+    model = create("ease", l2=2.5, popularity_exponent=-0.5).fit(data)
+    model.save(tmp_path / "m")
+    users = np.arange(X.shape[0])
+    loaded = Recommender.load(tmp_path / "m")
+    assert torch.equal(loaded.score_users(users), model.score_users(users))
+    # an artifact saved before the option existed carries no exponent: plain x_u B scores
+    tensors, meta = model._state()
+    assert meta == {"popularity_exponent": -0.5}
+    model._load_state(tensors, {})
+    np.testing.assert_allclose(model.score_users(users).numpy(), X @ model.B_.numpy(), atol=1e-5)
 
 
 @pytest.mark.parametrize("shrink", [0.0, 3.0])
@@ -97,3 +135,28 @@ def test_similar_items_min_count_leaves_out_rare_candidates():
     unfiltered, _ = model.similar_items(item, k=10)
     rare = counts[data.item_ids.to_index(unfiltered)] < floor
     assert rare.any() or set(unfiltered) == set(ids)
+
+
+@pytest.mark.parametrize(("name", "params"), [("ease", {"l2": 10.0}), ("item-knn", {"k": 20})])
+def test_a_visitor_with_a_training_users_items_gets_that_users_list(name, params):
+    data = synthetic_implicit(120, 60, per_user=12, seed=0)
+    model = create(name, **params).fit(data)
+    X = data.tocsr("ones")
+    for user in (0, 7, 42):
+        items = X[user].indices
+        np.testing.assert_allclose(
+            model.score_history(items).numpy(), model.score_users(np.array([user]))[0].numpy()
+        )
+        uid = data.user_ids.to_ids([user])[0]
+        ids, _ = model.recommend_from_history(data.item_ids.to_ids(items), k=10)
+        expected, _ = model.recommend(uid, k=10)
+        assert list(ids) == list(expected)
+
+
+def test_item_item_history_honours_the_implicit_threshold(small_dataset):
+    data = small_dataset.interactions
+    model = create("ease", implicit_threshold=4.0).fit(data)
+    items, ratings = np.array([0, 1, 2]), np.array([5.0, 2.0, 4.0])
+    np.testing.assert_allclose(
+        model.score_history(items, ratings).numpy(), model.score_history(items[[0, 2]]).numpy()
+    )

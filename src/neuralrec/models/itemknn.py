@@ -73,8 +73,8 @@ class ItemKNN(_ItemItem):
         sims[torch.arange(len(items)), torch.from_numpy(items)] = 0.0
         return sims
 
-    def score_users(self, users: np.ndarray) -> torch.Tensor:
-        scores = (self._user_rows(users) @ self.W_).toarray()
+    def _score_rows(self, rows: sp.csr_matrix) -> torch.Tensor:
+        scores = (rows @ self.W_).toarray()
         return torch.from_numpy(scores.astype(np.float32, copy=False))
 
     def item_similarities(self, items: np.ndarray) -> torch.Tensor:
