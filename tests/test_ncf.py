@@ -376,6 +376,20 @@ def test_distinct_rows_scan_equals_unique():
         assert torch.equal(uniq, want_uniq) and torch.equal(inv, want_inv)
 
 
+def test_kernel_warm_up_runs_once_before_training_for_models_that_use_the_loops(
+    planted, monkeypatch
+):
+    from neuralrec.training import kernels
+
+    calls = []
+    monkeypatch.setattr(kernels, "warm_up", lambda: calls.append(1))
+    create("gmf", **{**FAST, "epochs": 1}).fit(planted.train)
+    create("biased-mf", loss="bpr", **{**FAST, "epochs": 1}).fit(planted.train)
+    assert len(calls) == 2
+    create("cdae", epochs=1, threads=1).fit(planted.train)  # no compiled loops: no warm-up
+    assert len(calls) == 2
+
+
 def test_kernel_warm_up_covers_what_training_calls(planted):
     """kernels.warm_up loads every compiled loop a CPU fit calls with the argument types the
     fit passes: training adds no new compiled signature afterwards."""

@@ -240,6 +240,7 @@ class BiasedMF(TorchRecommender):
 
     name = "biased-mf"
     Config = BiasedMFConfig
+    cpu_kernels: ClassVar[bool] = True
     search_space: ClassVar[dict[str, tuple]] = {
         "factors": ("int", 16, 256, True),
         "l2": ("float", 0.05, 5.0, True),
@@ -362,10 +363,6 @@ class BiasedMF(TorchRecommender):
     def _prepare(self, train: Interactions, dataset: Any) -> None:
         # per-occurrence weight λ·n^(α-1), so a row seen n times is penalised λ·n^α per epoch
         cfg = self.config
-        if self.device.type == "cpu":
-            from neuralrec.training import kernels
-
-            kernels.warm_up()  # before the first epoch, as for NCF
         nu = np.maximum(train.user_counts(), 1).astype(np.float64)
         ni = np.maximum(train.item_counts(), 1).astype(np.float64)
         self._row_l2 = (

@@ -97,6 +97,7 @@ class _NCF(TorchRecommender):
 
     Config: ClassVar[type[NCFConfig]] = NCFConfig
     task: ClassVar[str] = "ranking"
+    cpu_kernels: ClassVar[bool] = True
     use_gmf: ClassVar[bool] = True
     use_mlp: ClassVar[bool] = True
 
@@ -136,11 +137,6 @@ class _NCF(TorchRecommender):
 
     def _prepare(self, train: Interactions, dataset: Dataset | None) -> None:
         self._load_pretrained(train)
-        if self.device.type == "cpu":
-            from neuralrec.training import kernels
-
-            # before the first epoch, so its time is the epoch's work (stated in the README)
-            kernels.warm_up()
 
     def _load_pretrained(self, train: Interactions) -> None:
         """NCF section 3.4.1: start NeuMF from trained GMF and MLP weights."""

@@ -42,6 +42,10 @@ class TorchRecommender(Recommender):
     Config: ClassVar[type[TrainConfig]] = TrainConfig
     #: set by the distributed launcher; None for a single process
     dist: DistContext | None = None
+    #: CPU training calls the compiled loops of :mod:`neuralrec.training.kernels`; they are
+    #: loaded before the first epoch, so that its time is the epoch's work (the README's
+    #: per-epoch figures count it so)
+    cpu_kernels: ClassVar[bool] = False
 
     module_: nn.Module
     meta_: dict[str, Any]
@@ -84,6 +88,10 @@ class TorchRecommender(Recommender):
             torch.manual_seed(cfg.seed)
             self.module_ = self._build_module(self.meta_).to(self.device)
         self._prepare(train, dataset)
+        if self.cpu_kernels and self.device.type == "cpu":
+            from neuralrec.training import kernels
+
+            kernels.warm_up()
         batches = self._batches(train)
         validate = self._validator(train, valid) if valid is not None and len(valid) else None
         loss_fn, train_module = self._loss, None
