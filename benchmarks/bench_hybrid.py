@@ -163,18 +163,24 @@ def cold_user(fraction: float = 0.1, seed: int = 0, n_history: int = 5) -> dict:
     later = _csr(rest, inter, len(held), values=True)
     rest_rows = np.concatenate([rows for _, rows in rest])
     rest_user = np.concatenate([np.full(len(rows), k) for k, rows in rest])
-    fitted = {name: _fit(name, train, ds)[0] for name in ("biased-mf", "mf-history", "mf-dnn")}
+    names = ("biased-mf", "mf-history", "mf-dnn", "ease", "item-knn")
+    fitted = {name: _fit(name, train, ds)[0] for name in names}
     scorers = {
         "popularity": lambda m, h, r: m.popular_scores(),
         "biased-mf (ridge fold-in)": lambda m, h, r: m.score_history(h, r),
         "mf-history (pooled history)": lambda m, h, r: m.score_history(h, r),
         "mf-dnn (pooled history, items only)": lambda m, h, r: m.score_profile(h),
         "mf-dnn (pooled history + ratings)": lambda m, h, r: m.score_profile(h, r),
+        # the items as one more row of X (every rating an interaction, as in training)
+        "ease (history as a row of X)": lambda m, h, r: m.score_history(h),
+        "item-knn (history as a row of X)": lambda m, h, r: m.score_history(h),
     }
     owners = {
         "popularity": "biased-mf",
         "biased-mf (ridge fold-in)": "biased-mf",
         "mf-history (pooled history)": "mf-history",
+        "ease (history as a row of X)": "ease",
+        "item-knn (history as a row of X)": "item-knn",
     }
     rows = []
     for label, fn in scorers.items():
@@ -198,7 +204,7 @@ def cold_user(fraction: float = 0.1, seed: int = 0, n_history: int = 5) -> dict:
                 "p@10": res["precision@10"],
                 "recall@10": res["recall@10"],
                 "rmse_later": rmse(inter.ratings[rest_rows], pred.numpy())
-                if "popularity" not in label
+                if "popularity" not in label and model.predicts_ratings
                 else float("nan"),
             }
         )
