@@ -96,6 +96,43 @@ def test_train_evaluate_recommend_similar(data_dir, tmp_path):
     assert title not in [r["title"] for r in sim["similar"]]
 
 
+@pytest.mark.parametrize("valid", [None, "0.1"])
+def test_default_biased_mf_gibbs_trains_saves_and_recommends(data_dir, tmp_path, valid):
+    """No trainer option set: biased-mf samples (its history holds sweeps, no training loss)."""
+    out = tmp_path / "gibbs"
+    args = ["train", "biased-mf", "--dataset", str(data_dir), "--split", "random:0.2"]
+    args += ["--set", "samples=12", "--set", "burn_in=4", "--out", str(out), "--quiet"]
+    if valid:
+        args += ["--valid-fraction", valid]
+    _invoke(args)
+    model = load(out)
+    assert model.config.estimator == "gibbs" and len(model.history_) == 12
+    assert "train_loss" not in model.history_[0]
+    # with a validation part the sweeps carry its RMSE and are plotted; without, nothing is
+    assert (out / "learning_curve.png").exists() == bool(valid)
+    top = json.loads(_invoke(["recommend", str(out), "--user", "1", "-k", "3", "--json"]).stdout)
+    assert len(top["items"]) == 3
+
+
+def test_compare_report_with_sampled_closed_form_and_trained_models(data_dir, tmp_path):
+    out = tmp_path / "cmp"
+    sampled_only = ["compare", "bias", "biased-mf", "ease", "--dataset", str(data_dir)]
+    sampled_only += ["--set", "biased-mf.samples=12", "--out", str(out), "--quiet"]
+    _invoke(sampled_only)
+    for name in ("compare.md", "compare.html", "compare.json", "metrics.png"):
+        assert (out / name).exists(), name
+    # no model recorded a loss or a validation metric: no empty chart, no section for it
+    assert not (out / "curves.png").exists()
+    assert "Learning curves" not in (out / "compare.html").read_text()
+    rows = json.loads((out / "compare.json").read_text())["rows"]
+    assert [r["model"] for r in rows] == ["bias", "biased-mf", "ease"]
+    trained = tmp_path / "cmp2"
+    with_loss = ["compare", "bias", "biased-mf", "--dataset", str(data_dir)]
+    _invoke([*with_loss, "--set", "biased-mf.epochs=3", "--out", str(trained), "--quiet"])
+    assert (trained / "curves.png").exists()
+    assert "Learning curves" in (trained / "compare.html").read_text()
+
+
 def test_config_round_trip_reproduces_metrics(data_dir, tmp_path):
     first = tmp_path / "a"
     _invoke(
@@ -159,3 +196,13 @@ def test_bad_input_gives_clear_errors(data_dir, tmp_path):
         ],
     )
     assert res.exit_code != 0 and "nope" in str(res.exception)
+
+
+def test_quickstart_end_to_end_with_a_report(data_dir, tmp_path):
+    """The main job on generated data: its default models (Gibbs-sampled MF among them), the
+    comparison table, a top-10 with titles, neighbours, and the report on disk."""
+    out = tmp_path / "qs"
+    args = ["quickstart", "--dataset", str(data_dir), "--split", "random:0.2"]
+    res = _invoke([*args, "--item", "Movie 0 (1979)", "--out", str(out)])
+    assert "top-10 for user 1" in res.output and "movies most similar to Movie 0" in res.output
+    assert (out / "compare.html").exists() and (out / "compare.json").exists()
