@@ -19,6 +19,9 @@ Pieces (``--only full,recbole,speed,loo,loo1m``; default: all):
   Each model is scored as early stopping left it (RecBole's way) and, in the rows ending
   ", refit", refitted on train + validation for the chosen number of epochs (the NCF paper's
   way: tune on held-out data, then train on every interaction but the test one).
+- ``foldin`` (only when asked for): on the ``full`` piece's split, every test user is scored
+  twice, by the row training learned for them and as a visitor known only by their training
+  items (``score_history``: no retraining); milliseconds per visitor beside.
 
 Results are merged into ``--out`` (benchmarks/results/ncf.json) piece by piece, so pieces can
 be run separately. Timings on a shared 2-core machine are noisy: compare within one run.
@@ -45,6 +48,7 @@ from neuralrec.data import load_dataset
 from neuralrec.data.interactions import Interactions
 from neuralrec.data.splits import Split, split
 from neuralrec.evaluation import evaluate
+from neuralrec.evaluation.ranking import full_ranking
 from neuralrec.models import create
 
 HERE = Path(__file__).resolve().parent
@@ -218,6 +222,37 @@ def piece_full(seeds: list[int], models: list[str], save: Any = None) -> dict[st
                     done = {k: v for k, v in per_seed.items() if v}
                     save({"protocol": FULL_PROTOCOL, "seeds": seeds, "models": summarise(done)})
     return {"protocol": FULL_PROTOCOL, "seeds": seeds, "models": summarise(per_seed)}
+
+
+FOLDIN_PROTOCOL = (
+    "full ranking as the full piece; each test user scored by the row training learned and as "
+    "a visitor folded in from their training items (no retraining)"
+)
+
+
+def piece_foldin(seeds: list[int], models: list[str]) -> dict[str, Any]:
+    per_seed: dict[str, list[dict[str, Any]]] = {}
+    for seed in seeds:
+        parts = ml100k_split(seed)
+        X = parts.train.tocsr("ones")
+        seen, test = parts.train_full.tocsr("ones"), parts.test.tocsr("ones")
+        n_users = int((np.diff(test.indptr) > 0).sum())
+        for label in models:
+            name, params = FULL_MODELS[label]
+            model = create(name, **{**params, "seed": seed}).fit(parts.train, parts.valid)
+
+            def folded(block: np.ndarray, model: Any = model, rows: Any = X) -> torch.Tensor:
+                return torch.stack([model.score_history(rows[u].indices) for u in block])
+
+            for how, scorer in (("trained rows", model.score_users), ("fold-in", folded)):
+                start = time.perf_counter()
+                res = full_ranking(scorer, seen, test, ks=(10,), metrics=("ndcg", "recall"))
+                ms = 1000 * (time.perf_counter() - start) / n_users
+                metrics = {k: round(v, 5) for k, v in res.summary().items()}
+                row = {"metrics": {**metrics, "ms_per_user": round(ms, 2)}, "seed": seed}
+                per_seed.setdefault(f"{label} ({how})", []).append(row)
+                log(f"foldin seed {seed} {label} ({how}): {row['metrics']}")
+    return {"protocol": FOLDIN_PROTOCOL, "seeds": seeds, "models": summarise(per_seed)}
 
 
 def import_log(path: str) -> dict[str, dict[str, list[dict[str, Any]]]]:
@@ -485,6 +520,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--models", default=",".join(FULL_MODELS), help="models of the full piece")
     ap.add_argument("--recbole-models", default=",".join(RECBOLE_MODELS))
+    ap.add_argument("--foldin-models", default="gmf,neumf,ease", help="models of the foldin piece")
     ap.add_argument(
         "--own-split-models",
         default="ease,biased-mf (bpr),neumf",
@@ -552,6 +588,8 @@ def main() -> None:
                 args.loo_models and args.loo_models.split(","),
                 not args.no_loo_refit,
             )
+        elif piece == "foldin":
+            res = piece_foldin(seeds, args.foldin_models.split(","))
         elif piece == "loo1m":
             res = piece_loo(
                 "ml-1m-triples",
@@ -615,7 +653,7 @@ def merge_runs(files: list[str], out_path: Path, pieces: list[str]) -> None:
 def markdown(results: dict[str, Any]) -> str:
     """Mean ± std tables of every piece with models, for docs and reports."""
     lines = []
-    for piece in ("full", "recbole", "ownsplit", "speed", "loo", "loo1m"):
+    for piece in ("full", "recbole", "ownsplit", "foldin", "speed", "loo", "loo1m"):
         res = results.get(piece)
         if not res or "models" not in res:
             continue

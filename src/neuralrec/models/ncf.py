@@ -203,6 +203,59 @@ class _NCF(TorchRecommender):
     def item_vectors(self) -> np.ndarray:
         return self.module_.item_vectors().cpu().numpy()
 
+    def score_history(self, items: np.ndarray, ratings: np.ndarray | None = None) -> torch.Tensor:
+        """Fold-in, no retraining: a new user row fitted to the visitor's items with the
+        network and item rows fixed, by the training objective (:meth:`NCFModule.fold_in`).
+
+        Implicit losses: the items (those rated >= ``implicit_threshold`` when ratings and a
+        threshold are given) are positives against the training negative distribution over
+        every other item. ``loss=mse``: the given ratings, or a notch above the mean without.
+        """
+        cfg, m = self.config, self.module_
+        idx = np.unique(np.asarray(items, dtype=np.int64))
+        r = None
+        if ratings is not None:  # one rating per distinct item (the last given)
+            last = {int(i): float(v) for i, v in zip(items, ratings, strict=True)}
+            r = np.array([last[int(i)] for i in idx], dtype=np.float32)
+        dev = self.device
+        known = self.user_counts_ > 0
+        rows = m.user.weight.detach()
+        start = rows[torch.from_numpy(known).to(dev)].mean(0) if known.any() else rows[0] * 0
+        if cfg.implicit:
+            pos = (
+                idx
+                if cfg.implicit_threshold is None or r is None
+                else idx[r >= cfg.implicit_threshold]
+            )
+            if len(pos) == 0:
+                return super().score_history(idx, r)
+            weights = np.ones(self.n_items)
+            if cfg.neg_sampling == "popularity":
+                counts = self.item_popularity_.astype(np.float64)
+                weights = counts**cfg.neg_alpha * (counts > 0)
+            weights[idx] = 0.0
+            if weights.sum() <= 0:  # the visitor touched every item
+                return super().score_history(idx, r)
+            user = m.fold_in(
+                torch.from_numpy(pos).to(dev),
+                start,
+                loss=cfg.loss,
+                l2=cfg.l2,
+                negatives=cfg.negatives,
+                neg_weights=torch.from_numpy(weights / weights.sum()).float().to(dev),
+            )
+        else:
+            target = r if r is not None else np.full(len(idx), float(m.mu) + 1.0, np.float32)
+            user = m.fold_in(
+                torch.from_numpy(idx).to(dev),
+                start,
+                loss="mse",
+                l2=cfg.l2,
+                ratings=torch.from_numpy(target).to(dev),
+            )
+        with torch.no_grad():
+            return m.score_row(user).float().cpu()
+
 
 def _load_part(path: str, name: str, train: Interactions) -> _NCF:
     from neuralrec.models.base import Recommender
