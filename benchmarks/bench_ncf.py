@@ -520,7 +520,11 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--models", default=",".join(FULL_MODELS), help="models of the full piece")
     ap.add_argument("--recbole-models", default=",".join(RECBOLE_MODELS))
-    ap.add_argument("--foldin-models", default="gmf,neumf,ease", help="models of the foldin piece")
+    ap.add_argument(
+        "--foldin-models",
+        default="gmf,neumf,biased-mf (bpr),ease",
+        help="models of the foldin piece",
+    )
     ap.add_argument(
         "--own-split-models",
         default="ease,biased-mf (bpr),neumf",

@@ -151,3 +151,30 @@ def test_biased_mf_fold_in_recovers_a_training_user(small_dataset):
     folded = m.score_history(inter.items[rows], inter.ratings[rows]).numpy()
     learned = m.score_users(np.array([u]))[0].numpy()
     assert np.corrcoef(folded, learned)[0, 1] > 0.9
+
+
+@pytest.mark.parametrize("neg_sampling", ["uniform", "popularity"])
+def test_bpr_mf_fold_in_is_the_minimiser_of_the_expected_bpr_objective(small_dataset, neg_sampling):
+    """biased-mf trained with bpr folds a visitor in by its own objective: the row minimises
+    the BPR loss in expectation over the sampler's negatives + λ‖p‖² (written out in numpy)."""
+    from scipy.optimize import minimize
+
+    m = create("biased-mf", loss="bpr", neg_sampling=neg_sampling, epochs=5, threads=1)
+    m.fit(small_dataset)
+    history = np.array([3, 10, 11, 40, 77])
+    got = m.score_history(history).numpy()
+    q = m.module_.Q.weight.detach().double().numpy()
+    b = m.module_.item_bias.weight.detach().double().numpy()[:, 0]
+    counts = m.item_popularity_.astype(np.float64)
+    w = np.ones(m.n_items) if neg_sampling == "uniform" else counts**0.75 * (counts > 0)
+    w[history] = 0.0
+    w /= w.sum()
+    lam = m.config.l2
+
+    def objective(p: np.ndarray) -> float:
+        s = b + q @ p
+        pairs = np.logaddexp(0.0, s[None, :] - s[history][:, None])  # softplus(s_j − s_pos)
+        return float((pairs * w).sum(1).mean() + lam * p @ p)
+
+    best = minimize(objective, np.zeros(q.shape[1]), method="BFGS", tol=1e-12)
+    np.testing.assert_allclose(got, b + q @ best.x, atol=2e-3)

@@ -28,6 +28,7 @@ from torch import nn
 
 from neuralrec.data.interactions import Interactions
 from neuralrec.errors import ConfigError
+from neuralrec.models._fold_in import fit_row, implicit_visitor, mean_user_row
 from neuralrec.models._gibbs import ESTIMATOR_HELP, refuse_data_parallel, resolve_estimator
 from neuralrec.models.cold_start import ridge_fold_in
 from neuralrec.models.registry import register
@@ -468,12 +469,24 @@ class BiasedMF(TorchRecommender):
     @torch.no_grad()
     def score_history(self, items: np.ndarray, ratings: np.ndarray | None = None) -> torch.Tensor:
         """Fold-in: the ridge least-squares user vector and bias for the given ratings
-        (implicit losses: the mean factor vector of the given items)."""
-        m = self.module_
-        if self.config.implicit:
-            q = m.Q.weight.detach().cpu()
-            user = q[torch.from_numpy(np.asarray(items, dtype=np.int64))].mean(0)
-            return m.item_bias.weight.detach().cpu()[:, 0] + q @ user
+        (implicit losses: the row minimising the training objective, :mod:`._fold_in`)."""
+        m, cfg = self.module_, self.config
+        if cfg.implicit:
+            visitor = implicit_visitor(self, items, ratings)
+            if visitor is None:
+                return super().score_history(items, ratings)
+            pos, weights = visitor
+            q, b = m.Q.weight.detach(), m.item_bias.weight.detach()[:, 0]
+            user = fit_row(
+                lambda row: b + (row @ q.T)[0],
+                mean_user_row(self, m.P.weight.detach()),
+                pos,
+                loss=cfg.loss,
+                l2=cfg.l2,
+                negatives=cfg.negatives,
+                neg_weights=weights,
+            )
+            return (b + q @ user).float().cpu()
         q = m.Q.weight.detach().cpu().double()
         ib = m.item_bias.weight.detach().cpu().double()[:, 0]
         mu = float(m.mu)

@@ -32,6 +32,7 @@ from torch import nn
 from neuralrec.data.dataset import Dataset
 from neuralrec.data.interactions import Interactions
 from neuralrec.errors import ConfigError
+from neuralrec.models._fold_in import implicit_visitor, mean_user_row
 from neuralrec.models.ncf_module import GMFHead, NCFModule
 from neuralrec.models.registry import register
 from neuralrec.models.torch_base import TorchRecommender
@@ -205,56 +206,42 @@ class _NCF(TorchRecommender):
 
     def score_history(self, items: np.ndarray, ratings: np.ndarray | None = None) -> torch.Tensor:
         """Fold-in, no retraining: a new user row fitted to the visitor's items with the
-        network and item rows fixed, by the training objective (:meth:`NCFModule.fold_in`).
+        network and item rows fixed, by the training objective (:mod:`._fold_in`).
 
         Implicit losses: the items (those rated >= ``implicit_threshold`` when ratings and a
         threshold are given) are positives against the training negative distribution over
         every other item. ``loss=mse``: the given ratings, or a notch above the mean without.
         """
         cfg, m = self.config, self.module_
-        idx = np.unique(np.asarray(items, dtype=np.int64))
-        r = None
-        if ratings is not None:  # one rating per distinct item (the last given)
-            last = {int(i): float(v) for i, v in zip(items, ratings, strict=True)}
-            r = np.array([last[int(i)] for i in idx], dtype=np.float32)
-        dev = self.device
-        known = self.user_counts_ > 0
-        rows = m.user.weight.detach()
-        start = rows[torch.from_numpy(known).to(dev)].mean(0) if known.any() else rows[0] * 0
+        start = mean_user_row(self, m.user.weight.detach())
         if cfg.implicit:
-            pos = (
-                idx
-                if cfg.implicit_threshold is None or r is None
-                else idx[r >= cfg.implicit_threshold]
-            )
-            if len(pos) == 0:
-                return super().score_history(idx, r)
-            weights = np.ones(self.n_items)
-            if cfg.neg_sampling == "popularity":
-                counts = self.item_popularity_.astype(np.float64)
-                weights = counts**cfg.neg_alpha * (counts > 0)
-            weights[idx] = 0.0
-            if weights.sum() <= 0:  # the visitor touched every item
-                return super().score_history(idx, r)
+            visitor = implicit_visitor(self, items, ratings)
+            if visitor is None:
+                return super().score_history(items, ratings)
+            pos, weights = visitor
             user = m.fold_in(
-                torch.from_numpy(pos).to(dev),
-                start,
-                loss=cfg.loss,
-                l2=cfg.l2,
-                negatives=cfg.negatives,
-                neg_weights=torch.from_numpy(weights / weights.sum()).float().to(dev),
+                pos, start, loss=cfg.loss, l2=cfg.l2, negatives=cfg.negatives, neg_weights=weights
             )
         else:
-            target = r if r is not None else np.full(len(idx), float(m.mu) + 1.0, np.float32)
+            idx, r = _last_rating_per_item(items, ratings, float(m.mu) + 1.0)
+            dev = self.device
+            target = torch.from_numpy(r).to(dev)
             user = m.fold_in(
-                torch.from_numpy(idx).to(dev),
-                start,
-                loss="mse",
-                l2=cfg.l2,
-                ratings=torch.from_numpy(target).to(dev),
+                torch.from_numpy(idx).to(dev), start, loss="mse", l2=cfg.l2, ratings=target
             )
         with torch.no_grad():
             return m.score_row(user).float().cpu()
+
+
+def _last_rating_per_item(
+    items: np.ndarray, ratings: np.ndarray | None, default: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct items and one rating each (the last given; ``default`` without ratings)."""
+    idx = np.unique(np.asarray(items, dtype=np.int64))
+    if ratings is None:
+        return idx, np.full(len(idx), default, dtype=np.float32)
+    last = {int(i): float(v) for i, v in zip(items, ratings, strict=True)}
+    return idx, np.array([last[int(i)] for i in idx], dtype=np.float32)
 
 
 def _load_part(path: str, name: str, train: Interactions) -> _NCF:

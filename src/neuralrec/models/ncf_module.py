@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from neuralrec.models._fold_in import MAX_ITER, fit_row
 from neuralrec.models.ncf_fused import FusedHead, head_backward, head_forward
 from neuralrec.training.losses import loss_and_grad
 
@@ -291,46 +292,27 @@ class NCFModule(nn.Module):
         negatives: int = 1,
         neg_weights: torch.Tensor | None = None,
         ratings: torch.Tensor | None = None,
-        max_iter: int = 20,
+        max_iter: int = MAX_ITER,
     ) -> torch.Tensor:
         """A user row for a visitor known by ``items`` (indices), the network and the item rows
-        held fixed: the row minimises the training objective, loss + λ‖p‖² per positive.
-
-        For bce/bpr the loss is its expectation over the negative distribution
-        (``neg_weights``: one probability per item, zero on the visitor's own; ``negatives``
-        draws per positive), so the result does not depend on a draw; for mse it is the squared
-        error on ``ratings``. L-BFGS from ``start``; the module's parameters get no gradient.
-        """
+        held fixed, by the training objective (:func:`~neuralrec.models._fold_in.fit_row`)."""
         was_training = self.training
         self.eval()  # no dropout
         ie = self.item.weight.detach().unsqueeze(0)
         half = self._item_half(ie[..., self.gmf_dim :]).detach() if self.mlp_dim else None
-        user = start.detach().clone().reshape(1, -1).requires_grad_(True)
-
-        def objective() -> torch.Tensor:
-            s = self._head(user, ie, half)[0]
-            sp = s[items]
-            if loss == "mse":
-                obj = (sp - ratings).square().mean()
-            elif loss == "bce":  # pointwise_bce's mean over 1 + k logits per positive
-                expected_neg = negatives * (neg_weights * F.softplus(s)).sum()
-                obj = (F.softplus(-sp).mean() + expected_neg) / (1 + negatives)
-            else:  # bpr: every (positive, negative) pair, weighted by the negative's probability
-                obj = (F.softplus(s.unsqueeze(0) - sp.unsqueeze(1)) * neg_weights).sum(1).mean()
-            return obj + l2 * user.square().sum()
-
-        opt = torch.optim.LBFGS([user], max_iter=max_iter, line_search_fn="strong_wolfe")
-
-        def closure() -> torch.Tensor:
-            with torch.enable_grad():
-                obj = objective()
-                # only the row's gradient: backward() would also fill the network's .grad
-                (user.grad,) = torch.autograd.grad(obj, [user])
-            return obj.detach()
-
-        opt.step(closure)
+        row = fit_row(
+            lambda user: self._head(user, ie, half)[0],
+            start,
+            items,
+            loss=loss,
+            l2=l2,
+            negatives=negatives,
+            neg_weights=neg_weights,
+            ratings=ratings,
+            max_iter=max_iter,
+        )
         self.train(was_training)
-        return user.detach()[0]
+        return row
 
     def score_row(self, user: torch.Tensor) -> torch.Tensor:
         """Scores of every item for one user row given directly (e.g. a folded-in visitor)."""
