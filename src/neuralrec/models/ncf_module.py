@@ -10,14 +10,14 @@ items instead of once per (user, item) pair.
 from __future__ import annotations
 
 import itertools
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neuralrec.models._fold_in import MAX_ITER, fit_row
+from neuralrec.models._fold_in import fit_row
 from neuralrec.models.ncf_fused import FusedHead, head_backward, head_forward
 from neuralrec.training.losses import loss_and_grad
 
@@ -282,35 +282,15 @@ class NCFModule(nn.Module):
         return F.dropout(h, self.dropout, self.training) if self.dropout else h
 
     # ------------------------------------------------------------------ fold-in
-    def fold_in(
-        self,
-        items: torch.Tensor,
-        start: torch.Tensor,
-        *,
-        loss: str,
-        l2: float,
-        negatives: int = 1,
-        neg_weights: torch.Tensor | None = None,
-        ratings: torch.Tensor | None = None,
-        max_iter: int = MAX_ITER,
-    ) -> torch.Tensor:
+    def fold_in(self, items: torch.Tensor, start: torch.Tensor, **objective: Any) -> torch.Tensor:
         """A user row for a visitor known by ``items`` (indices), the network and the item rows
-        held fixed, by the training objective (:func:`~neuralrec.models._fold_in.fit_row`)."""
+        held fixed, by the training objective: ``objective`` holds the keywords of
+        :func:`~neuralrec.models._fold_in.fit_row` (loss, l2, negatives, neg_weights, ...)."""
         was_training = self.training
         self.eval()  # no dropout
         ie = self.item.weight.detach().unsqueeze(0)
         half = self._item_half(ie[..., self.gmf_dim :]).detach() if self.mlp_dim else None
-        row = fit_row(
-            lambda user: self._head(user, ie, half)[0],
-            start,
-            items,
-            loss=loss,
-            l2=l2,
-            negatives=negatives,
-            neg_weights=neg_weights,
-            ratings=ratings,
-            max_iter=max_iter,
-        )
+        row = fit_row(lambda user: self._head(user, ie, half)[0], start, items, **objective)
         self.train(was_training)
         return row
 
