@@ -39,6 +39,8 @@ def train(model: str = "biased-mf", *, seed: int = 0, **params: Any) -> Recommen
     train_rows = inter.subset(inter.users != idle)
     if model in ("biased-mf", "mf-history"):
         params = {"epochs": 3, "factors": 8, "seed": seed, **params}
+    elif model in ("gmf", "neumf"):
+        params = {"epochs": 3, "factors": 8, "layers": (16, 8), "seed": seed, **params}
     return create(model, **params).fit(train_rows, dataset=ds)
 
 

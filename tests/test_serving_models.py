@@ -10,7 +10,20 @@ from neuralrec.serving import create_app
 from serving_helpers import expected_top, train, write_run
 
 
-@pytest.mark.parametrize("name", ["popularity", "bias", "global-mean", "random", "mf-history"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "popularity",
+        "bias",
+        "global-mean",
+        "random",
+        "mf-history",
+        "ease",
+        "item-knn",
+        "gmf",
+        "neumf",
+    ],
+)
 def test_answers_match_the_model(name, tmp_path):
     model = train(name)
     popularity = model.item_popularity_.copy()

@@ -47,7 +47,7 @@ class ItemKNN(_ItemItem):
     def _fit_items(self, X: sp.csr_matrix) -> None:
         cfg = self.config
         n = X.shape[1]
-        Xc = X.tocsc().astype(np.float32)
+        self._Xc = Xc = X.tocsc().astype(np.float32)
         norms = np.sqrt(np.asarray(Xc.multiply(Xc).sum(axis=0)).ravel())
         self.norms_ = norms.astype(np.float32)
         k = min(cfg.k, max(n - 1, 1))
@@ -78,7 +78,9 @@ class ItemKNN(_ItemItem):
         return torch.from_numpy(scores.astype(np.float32, copy=False))
 
     def item_similarities(self, items: np.ndarray) -> torch.Tensor:
-        return self._cosine(self.X_.tocsc().astype(np.float32), np.asarray(items, np.int64))
+        if self._Xc is None:  # once, not per request of a server
+            self._Xc = self.X_.tocsc().astype(np.float32)
+        return self._cosine(self._Xc, np.asarray(items, np.int64))
 
     def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         tensors = {**_csr_tensors(self.X_), **_csr_tensors(self.W_.tocsr(), "W")}
@@ -89,3 +91,4 @@ class ItemKNN(_ItemItem):
         self.X_ = _csr_from(tensors, (self.n_users, self.n_items))
         self.W_ = _csr_from(tensors, (self.n_items, self.n_items), "W")
         self.norms_ = tensors["norms"].numpy()
+        self._Xc = None  # built from X_ at the first similarity query

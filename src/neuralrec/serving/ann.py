@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from collections.abc import Callable
 from typing import Literal, Protocol
 
 import numpy as np
@@ -72,6 +73,23 @@ class SparseCosine:
     def search(self, item: int, k: int) -> tuple[np.ndarray, np.ndarray]:
         row = (self.cols[item] @ self.cols_t).toarray()[0] / self.norms[item] / self.norms
         sims = torch.from_numpy(row.astype(np.float32))
+        sims[item] = -torch.inf
+        val, idx = torch.topk(sims, min(k, len(sims)))
+        return idx.numpy(), val.numpy()
+
+
+class ModelSimilarity:
+    """The model's own item-item similarity (EASE's B, ItemKNN's shrunk cosine) for models that
+    define one, so that the server answers as ``model.similar_items`` does."""
+
+    kind = "exact"
+    approximate = False
+
+    def __init__(self, similarities: Callable[[np.ndarray], torch.Tensor]) -> None:
+        self.similarities = similarities
+
+    def search(self, item: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        sims = self.similarities(np.array([item], dtype=np.int64))[0].clone()
         sims[item] = -torch.inf
         val, idx = torch.topk(sims, min(k, len(sims)))
         return idx.numpy(), val.numpy()

@@ -21,7 +21,13 @@ import torch
 from neuralrec.errors import ArtifactError, NeuralrecError, UnknownIdError
 from neuralrec.models.base import Recommender
 from neuralrec.models.persistence import load_model, read_manifest
-from neuralrec.serving.ann import DEFAULT_ANN_THRESHOLD, AnnMode, build_similarity
+from neuralrec.serving.ann import (
+    DEFAULT_ANN_THRESHOLD,
+    AnnMode,
+    ModelSimilarity,
+    SimilarityIndex,
+    build_similarity,
+)
 from neuralrec.serving.schemas import MAX_K, ItemRef, ModelInfo, ScoredItem
 
 log = logging.getLogger(__name__)
@@ -61,9 +67,12 @@ class ServedModel:
         self._seen_indices = model.seen_.indices.astype(np.int64)
         # the fast path copies Recommender.recommend; a model that overrides it is asked itself
         self._fast_recommend = type(model).recommend is Recommender.recommend
-        self.similarity = build_similarity(
-            model.item_vectors(), model.seen_, mode=ann, threshold=ann_threshold
-        )
+        if type(model).item_similarities is not Recommender.item_similarities:
+            self.similarity: SimilarityIndex = ModelSimilarity(model.item_similarities)
+        else:
+            self.similarity = build_similarity(
+                model.item_vectors(), model.seen_, mode=ann, threshold=ann_threshold
+            )
         self.info = info.model_copy(update={"similarity_index": self.similarity.kind})
 
     # ------------------------------------------------------------------ answers
