@@ -29,6 +29,7 @@ from neuralrec.training.config import TrainConfig
 from neuralrec.training.losses import GradientsSet
 from neuralrec.training.optim import RowSparse, clip_gradients, make_optimizers
 from neuralrec.training.progress import TrainingProgress
+from neuralrec.utils.numeric import flush_denormals
 from neuralrec.utils.seeding import set_threads
 
 #: a loss function returns one loss per batch, or an iterator of losses when one batch takes
@@ -147,7 +148,7 @@ class Trainer:
 
         last = min(cfg.epochs, cfg.stop_epoch or cfg.epochs)
         with (
-            _flush_denormals(),
+            flush_denormals(),
             TrainingProgress(
                 last, quiet=self.quiet or not self.dist.is_main, description=self.description
             ) as bar,
@@ -415,23 +416,6 @@ def _final_weights(
     if average is not None:
         return average
     return best if cfg.early_stopping else None
-
-
-@contextlib.contextmanager
-def _flush_denormals() -> Iterator[None]:
-    """Treat subnormal floats as zero on the CPU while training, off again afterwards.
-
-    Weights that a penalty shrinks towards zero (dead ReLU units under ``dense_l2``, say) turn
-    subnormal, and x86 arithmetic on subnormals is many times slower: a NeuMF epoch went from
-    0.33 s to 4.5 s once they appeared. Flushed, they become exact zeros, so the trained
-    weights score at full speed afterwards too.
-    """
-    changed = torch.set_flush_denormal(True)  # False where the CPU cannot (then a no-op)
-    try:
-        yield
-    finally:
-        if changed:
-            torch.set_flush_denormal(False)
 
 
 @contextlib.contextmanager
