@@ -77,11 +77,10 @@ def implicit_visitor(
     ``implicit_threshold``, ``neg_sampling``, ``neg_alpha`` in its config), on its device; None
     when there is nothing to fit (no positive, or no item left to be a negative)."""
     cfg = model.config
-    idx = np.unique(np.asarray(items, dtype=np.int64))
+    idx, r = last_rating_per_item(items, ratings, 0.0)
     pos = idx
     if cfg.implicit_threshold is not None and ratings is not None:
-        last = {int(i): float(v) for i, v in zip(items, ratings, strict=True)}
-        pos = np.array([i for i in idx if last[int(i)] >= cfg.implicit_threshold], np.int64)
+        pos = idx[r >= cfg.implicit_threshold]
     weights = np.ones(model.n_items)
     if cfg.neg_sampling == "popularity":
         counts = model.item_popularity_.astype(np.float64)
@@ -91,6 +90,17 @@ def implicit_visitor(
         return None
     dev = model.device
     return torch.from_numpy(pos).to(dev), torch.from_numpy(weights / weights.sum()).float().to(dev)
+
+
+def last_rating_per_item(
+    items: np.ndarray, ratings: np.ndarray | None, default: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct items and one rating each (the last given; ``default`` without ratings)."""
+    idx = np.unique(np.asarray(items, dtype=np.int64))
+    if ratings is None:
+        return idx, np.full(len(idx), default, dtype=np.float32)
+    last = {int(i): float(v) for i, v in zip(items, ratings, strict=True)}
+    return idx, np.array([last[int(i)] for i in idx], dtype=np.float32)
 
 
 def mean_user_row(model: Any, table: torch.Tensor) -> torch.Tensor:

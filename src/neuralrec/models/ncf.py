@@ -32,7 +32,7 @@ from torch import nn
 from neuralrec.data.dataset import Dataset
 from neuralrec.data.interactions import Interactions
 from neuralrec.errors import ConfigError
-from neuralrec.models._fold_in import implicit_visitor, mean_user_row
+from neuralrec.models._fold_in import implicit_visitor, last_rating_per_item, mean_user_row
 from neuralrec.models.ncf_module import GMFHead, NCFModule
 from neuralrec.models.registry import register
 from neuralrec.models.torch_base import TorchRecommender
@@ -223,7 +223,7 @@ class _NCF(TorchRecommender):
                 pos, start, loss=cfg.loss, l2=cfg.l2, negatives=cfg.negatives, neg_weights=weights
             )
         else:
-            idx, r = _last_rating_per_item(items, ratings, float(m.mu) + 1.0)
+            idx, r = last_rating_per_item(items, ratings, float(m.mu) + 1.0)
             dev = self.device
             target = torch.from_numpy(r).to(dev)
             user = m.fold_in(
@@ -231,17 +231,6 @@ class _NCF(TorchRecommender):
             )
         with torch.no_grad():
             return m.score_row(user).float().cpu()
-
-
-def _last_rating_per_item(
-    items: np.ndarray, ratings: np.ndarray | None, default: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct items and one rating each (the last given; ``default`` without ratings)."""
-    idx = np.unique(np.asarray(items, dtype=np.int64))
-    if ratings is None:
-        return idx, np.full(len(idx), default, dtype=np.float32)
-    last = {int(i): float(v) for i, v in zip(items, ratings, strict=True)}
-    return idx, np.array([last[int(i)] for i in idx], dtype=np.float32)
 
 
 def _load_part(path: str, name: str, train: Interactions) -> _NCF:
