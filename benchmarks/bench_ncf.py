@@ -15,7 +15,8 @@ Pieces (``--only full,recbole,speed,loo,loo1m``; default: all):
   RecBole's NeuMF, back to back on the same split, with their test metrics.
 - ``loo`` / ``loo1m``: the NCF protocol, leave-one-out (100K: latest rating by time; 1M triples:
   one random rating per user, seeded; the one before it is validation), each test item ranked
-  against 100 sampled unseen items; GMF, MLP, NeuMF with and without pretraining, popularity.
+  against 100 sampled unseen items; GMF, MLP, NeuMF with and without pretraining, popularity,
+  and (where there are timestamps) GMF and NeuMF with ``recency_boost``.
   Each model is scored as early stopping left it (RecBole's way) and, in the rows ending
   ", refit", refitted on train + validation for the chosen number of epochs (the NCF paper's
   way: tune on held-out data, then train on every interaction but the test one).
@@ -380,6 +381,11 @@ def piece_loo(
                     },
                 ),
             ]
+            if data.timestamps is not None:  # recency needs time (ml-1m-triples has none)
+                plan += [
+                    ("gmf (recency)", "gmf", {**cap, **LOO_RECENCY}),
+                    ("neumf (recency)", "neumf", {**cap, **LOO_RECENCY}),
+                ]
             for label, name, params in plan:
                 if only and label not in only:
                     continue
@@ -413,6 +419,10 @@ def piece_loo(
     }
 
 
+#: rows "(recency)" of the loo piece: recent positives repeated in training, chosen on the
+#: validation item (each user's second-latest) by benchmarks/search_implicit.py
+#: --split leave-one-out, never on the test item (docs/implicit.md)
+LOO_RECENCY = {"recency_boost": 16.0, "recency_span": 10.0}
 OWN_SPLIT_SEED = 2020  # the anchor runs' seed (shared/ANCHORS.md)
 #: RecBole settings beyond recbole_runner's (the anchors') for its models on its own split
 OWN_SPLIT_RECBOLE = {"EASE": {"reg_weight": 250.0}}

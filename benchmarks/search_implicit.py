@@ -1,7 +1,7 @@
 """Validation search behind the implicit-feedback defaults (docs/implicit.md).
 
 Each trial fits one model on the training part of MovieLens 100K, split ``user-random:0.1``
-with ``valid_fraction=0.1`` (80/10/10) and seed 0, and records the best validation NDCG@10
+with ``valid_fraction=0.1`` (80/10/10; ``--split`` for another) and seed 0, and records the best validation NDCG@10
 (early stopping on it). The test part is never scored here.
 
     PYTHONPATH=src python benchmarks/search_implicit.py neumf '{"lr": [1e-3, 3e-3]}' \
@@ -34,11 +34,16 @@ def main() -> None:
     ap.add_argument("--base", default="{}", help="JSON object of fixed hyperparameters")
     ap.add_argument("--dataset", default="ml-100k")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--split",
+        default="user-random:0.1",
+        help="e.g. leave-one-out (the NCF protocol: validation is each user's second-latest)",
+    )
     ap.add_argument("--out", default="benchmarks/results/search_implicit.jsonl")
     args = ap.parse_args()
     torch.set_num_threads(1)
     data = load_dataset(args.dataset).interactions
-    parts = split(data, "user-random:0.1", seed=args.seed, valid_fraction=0.1)
+    parts = split(data, args.split, seed=args.seed, valid_fraction=0.1)
     valid_split = type(parts)(parts.train, parts.valid, None, spec=parts.spec, seed=parts.seed)
     grid = json.loads(args.grid)
     base = json.loads(args.base)
@@ -61,6 +66,7 @@ def main() -> None:
             "model": args.model,
             "dataset": args.dataset,
             "seed": args.seed,
+            **({} if args.split == "user-random:0.1" else {"split": args.split}),
             "params": {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()},
             "valid_ndcg@10": round(float(score), 5),
             "best_epoch": epoch,

@@ -16,7 +16,7 @@ from neuralrec.errors import ConfigError, DataError
 from neuralrec.models import create
 from neuralrec.models.mf import BiasedMFConfig
 from neuralrec.training.batches import epoch_generator
-from neuralrec.training.implicit import implicit_batches
+from neuralrec.training.implicit import implicit_batches, recency_repeats
 from neuralrec.training.losses import bpr, pointwise_bce
 
 
@@ -165,3 +165,32 @@ def test_loss_dependent_defaults_follow_the_loss():
     assert not create("biased-mf", loss="bce").predicts_ratings
     assert create("biased-mf").predicts_ratings
     assert create("gmf").task == "ranking" and create("gmf", loss="mse").predicts_ratings
+
+
+def test_recency_boost_repeats_each_users_latest_positives():
+    # user "a": times 30, 10, 20, 20 (a tie keeps row order); "b", "c": one row each
+    data = Interactions.from_arrays(
+        ["a", "a", "a", "b", "a", "c"], [1, 2, 3, 1, 4, 5], timestamps=[30, 10, 20, 5, 20, 1]
+    )
+    # rows from a's latest: item 1 (j=0), item 4 (j=1, the later row of the tie), 3, 2
+    later = np.array([0, 3, 2, 0, 1, 0])
+    expected = np.rint(1 + 8.0 * np.exp(-later / 1.0)).astype(int)
+    assert expected.tolist() == [9, 1, 2, 9, 4, 9]  # distinct for j = 0..3, so order is tested
+    assert recency_repeats(data, 8.0, 1.0).tolist() == expected.tolist()
+    assert recency_repeats(data, 0.0, 1.0).tolist() == [1] * 6
+    cfg = BiasedMFConfig(loss="bce", negatives=1, batch_size=100, recency_boost=8, recency_span=1)
+    (users, pos, _), *_ = implicit_batches(data, cfg).epoch(1, 0)
+    uid, iid = data.user_ids.ids, data.item_ids.ids
+    pairs = [(uid[u], iid[i]) for u, i in zip(users.tolist(), pos.tolist(), strict=True)]
+    assert sorted(pairs) == sorted(
+        [("a", 1)] * 9
+        + [("a", 2)]
+        + [("a", 3)] * 2
+        + [("b", 1)] * 9
+        + [("a", 4)] * 4
+        + [("c", 5)] * 9
+    )
+    with pytest.raises(ConfigError, match="timestamps"):
+        implicit_batches(Interactions.from_arrays([1, 2], [1, 2]), cfg)
+    with pytest.raises(ConfigError, match="bce or bpr"):
+        create("gmf", loss="mse", recency_boost=1)
