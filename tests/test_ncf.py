@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from neuralrec.data.interactions import Interactions
 from neuralrec.data.splits import split
 from neuralrec.data.synthetic import synthetic_implicit, synthetic_ratings
 from neuralrec.errors import ConfigError
@@ -508,3 +509,29 @@ def test_mse_fold_in_fits_the_given_ratings():
     scores = model.score_history(items, given).numpy()
     # the row follows the ratings: loved items score above hated ones
     assert scores[[2, 3, 11]].min() > scores[[5, 7]].max()
+
+
+def test_recency_boost_follows_each_users_latest_taste():
+    # four item groups of 15; every user rated 6 items of one group long ago and 3 of another
+    # lately: unboosted the old group should lead the recommendations, boosted the recent one
+    rng = np.random.default_rng(0)
+    users, items, times, old, new = [], [], [], [], []
+    for u in range(160):
+        g_old, g_new = rng.choice(4, 2, replace=False)
+        old.append(g_old), new.append(g_new)
+        for g, n, t in ((g_old, 6, 100), (g_new, 3, 1000)):
+            for i in rng.choice(15, n, replace=False):
+                users.append(u), items.append(15 * g + i), times.append(t + rng.integers(10))
+    data = Interactions.from_arrays(users, items, timestamps=times)
+
+    def shares(**params: float) -> tuple[float, float]:
+        model = create("gmf", factors=8, epochs=40, early_stopping=False, seed=0, **params)
+        top, _ = model.fit(data).recommend(np.arange(160), k=5)  # raw ids are the indices
+        group = top // 15
+        return float(np.mean(group == np.array(old)[:, None])), float(
+            np.mean(group == np.array(new)[:, None])
+        )
+
+    plain, boosted = shares(), shares(recency_boost=16, recency_span=3)
+    # (old, recent) shares of the top 5 here: (0.54, 0.31) plain, (0.35, 0.57) boosted
+    assert plain[0] > plain[1] and boosted[1] > boosted[0] and boosted[1] > plain[1] + 0.15
