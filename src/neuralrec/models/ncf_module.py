@@ -288,11 +288,12 @@ class NCFModule(nn.Module):
         :func:`~neuralrec.models._fold_in.fit_row` (loss, l2, negatives, neg_weights, ...)."""
         was_training = self.training
         self.eval()  # no dropout
-        ie = self.item.weight.detach().unsqueeze(0)
-        half = self._item_half(ie[..., self.gmf_dim :]).detach() if self.mlp_dim else None
-        row = fit_row(lambda user: self._head(user, ie, half)[0], start, items, **objective)
-        self.train(was_training)
-        return row
+        try:
+            ie = self.item.weight.detach().unsqueeze(0)
+            half = self._item_half(ie[..., self.gmf_dim :]).detach() if self.mlp_dim else None
+            return fit_row(lambda user: self._head(user, ie, half)[0], start, items, **objective)
+        finally:  # a failed fit must not leave a model in training switched to eval mode
+            self.train(was_training)
 
     def score_row(self, user: torch.Tensor) -> torch.Tensor:
         """Scores of every item for one user row given directly (e.g. a folded-in visitor)."""
